@@ -1,0 +1,197 @@
+//! Everything AWFDRS says over NATS, and the only crate that imports
+//! async-nats: typed subjects and names ([`names`]), the streams, consumers
+//! and KV buckets declared in one place ([`topology`]), a publisher that sets
+//! `Nats-Msg-Id` and awaits the ack ([`Bus::publish`]), and the one consumer
+//! loop that maps a handler's outcome to ack, nak or dead-letter
+//! ([`consumer`]).
+//!
+//! It decides nothing about the domain: handlers do, and tell the loop what
+//! to do with each message.
+
+pub mod consumer;
+mod error;
+pub mod headers;
+pub mod kv;
+pub mod names;
+pub mod topology;
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, context::PublishAckFuture};
+use bytes::Bytes;
+
+pub use consumer::{ConsumerSpec, Delivery, Handler, Outcome};
+pub use error::BusError;
+pub use names::{Namespace, Stage};
+
+/// A connection to NATS and JetStream in one namespace. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    ns: Namespace,
+    replicas: usize,
+    publish_timeout: Duration,
+}
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub subject: String,
+    pub msg_id: String,
+    pub correlation_id: Option<String>,
+    pub payload: Bytes,
+}
+
+/// What the broker said of a publish.
+#[derive(Debug, Clone, Copy)]
+pub struct Published {
+    pub sequence: u64,
+    /// The broker had already stored a message with the same id.
+    pub duplicate: bool,
+}
+
+impl Bus {
+    /// Connects to `url` for namespace `ns`.
+    ///
+    /// # Errors
+    /// When the server cannot be reached within `connect_timeout`.
+    pub async fn connect(
+        url: &str,
+        ns: Namespace,
+        replicas: usize,
+        connect_timeout: Duration,
+        publish_timeout: Duration,
+    ) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(&format!("awfdrs-{}", ns.as_str()))
+            .connection_timeout(connect_timeout)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .event_callback(|event| async move {
+                tracing::info!(%event, "nats connection event");
+            })
+            .connect(url);
+        let client = tokio::time::timeout(connect_timeout, client)
+            .await
+            .map_err(|_| BusError::Unavailable(format!("no NATS server answered at {url}")))?
+            .map_err(|e| BusError::Unavailable(format!("cannot connect to {url}: {e}")))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(publish_timeout);
+        Ok(Self {
+            client,
+            js,
+            ns,
+            replicas,
+            publish_timeout,
+        })
+    }
+
+    /// The namespace.
+    pub fn ns(&self) -> &Namespace {
+        &self.ns
+    }
+
+    /// Whether the connection is up and the server's version is known.
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The version of the server we are connected to.
+    pub fn server_version(&self) -> String {
+        self.client.server_info().version
+    }
+
+    /// Round trip to the server (readiness checks).
+    ///
+    /// # Errors
+    /// When the server does not answer in time.
+    pub async fn ping(&self) -> Result<(), BusError> {
+        tokio::time::timeout(self.publish_timeout, self.client.flush())
+            .await
+            .map_err(|_| BusError::Unavailable("NATS flush timed out".into()))?
+            .map_err(|e| BusError::Unavailable(format!("NATS flush failed: {e}")))
+    }
+
+    pub(crate) fn js(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub(crate) fn replicas(&self) -> usize {
+        self.replicas
+    }
+
+    /// Publishes one message and waits for the stream's ack.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when no stream took it in time.
+    pub async fn publish(&self, msg: Outgoing) -> Result<Published, BusError> {
+        let ack = self.start_publish(msg).await?;
+        finish(ack).await
+    }
+
+    /// Publishes many messages pipelined (all sent, then all acks awaited);
+    /// one result per message, in order.
+    pub async fn publish_many(&self, msgs: Vec<Outgoing>) -> Vec<Result<Published, BusError>> {
+        let mut pending = Vec::with_capacity(msgs.len());
+        for msg in msgs {
+            pending.push(self.start_publish(msg).await);
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(ack) => finish(ack).await,
+                Err(e) => Err(e),
+            });
+        }
+        out
+    }
+
+    async fn start_publish(&self, msg: Outgoing) -> Result<PublishAckFuture, BusError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(headers::MSG_ID, msg.msg_id.as_str());
+        if let Some(c) = &msg.correlation_id {
+            headers.insert(headers::CORRELATION_ID, c.as_str());
+        }
+        self.js
+            .publish_with_headers(msg.subject, headers, msg.payload)
+            .await
+            .map_err(|e| BusError::Unavailable(format!("publish failed: {e}")))
+    }
+
+    /// Publishes without JetStream (core NATS, no ack): what a producer
+    /// outside AWFDRS does with `nats pub`. Used by the demo and tests.
+    ///
+    /// # Errors
+    /// When the client cannot send.
+    pub async fn publish_core(
+        &self,
+        subject: String,
+        headers: Vec<(&str, String)>,
+        payload: Bytes,
+    ) -> Result<(), BusError> {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(k, v.as_str());
+        }
+        self.client
+            .publish_with_headers(subject, map, payload)
+            .await
+            .map_err(|e| BusError::Unavailable(format!("publish failed: {e}")))?;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| BusError::Unavailable(format!("flush failed: {e}")))
+    }
+}
+
+async fn finish(ack: PublishAckFuture) -> Result<Published, BusError> {
+    let ack = ack
+        .await
+        .map_err(|e| BusError::Unavailable(format!("no publish ack: {e}")))?;
+    Ok(Published {
+        sequence: ack.sequence,
+        duplicate: ack.duplicate,
+    })
+}

@@ -1,0 +1,144 @@
+//! The streams and consumers of a namespace, declared in one place and
+//! created idempotently at start (creating what exists changes nothing;
+//! settings that changed are updated).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
+
+use crate::names::Stage;
+use crate::{Bus, BusError};
+
+/// How long JetStream remembers message ids for de-duplication.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// How long events stay in the stream (the database is the record).
+pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long dead letters are kept for inspection and replay.
+pub const DLQ_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The settings of a durable pull consumer; every one is explicit.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub max_deliver: i64,
+    pub ack_wait: Duration,
+    pub max_ack_pending: i64,
+}
+
+impl Bus {
+    /// Declares every stream of the namespace.
+    ///
+    /// # Errors
+    /// When a stream cannot be created or updated.
+    pub async fn declare_streams(&self) -> Result<(), BusError> {
+        let ns = self.ns();
+        let streams = [
+            stream::Config {
+                name: ns.events_stream(),
+                subjects: vec![ns.events_all()],
+                max_age: EVENTS_MAX_AGE,
+                ..base_stream(self.replicas())
+            },
+            stream::Config {
+                name: ns.incidents_stream(),
+                subjects: vec![ns.incidents_all()],
+                max_age: EVENTS_MAX_AGE,
+                ..base_stream(self.replicas())
+            },
+            stream::Config {
+                name: ns.dlq_stream(),
+                subjects: vec![ns.dlq_all()],
+                max_age: DLQ_MAX_AGE,
+                ..base_stream(self.replicas())
+            },
+        ];
+        for config in streams {
+            let name = config.name.clone();
+            match self.js().get_stream(&name).await {
+                Ok(_) => {
+                    self.js()
+                        .update_stream(config)
+                        .await
+                        .map_err(|e| BusError::Topology(format!("update stream {name}: {e}")))?;
+                }
+                Err(_) => {
+                    self.js()
+                        .get_or_create_stream(config)
+                        .await
+                        .map_err(|e| BusError::Topology(format!("create stream {name}: {e}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares the durable consumer of `stage`.
+    ///
+    /// # Errors
+    /// When it cannot be created or updated.
+    pub async fn declare_consumer(
+        &self,
+        stage: Stage,
+        settings: &ConsumerSettings,
+    ) -> Result<(), BusError> {
+        let ns = self.ns();
+        let (stream_name, filter) = match stage {
+            Stage::Detector => (ns.events_stream(), ns.events_all()),
+        };
+        let name = ns.consumer(stage);
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!("AWFDRS {stage}")),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            filter_subject: filter,
+            max_deliver: settings.max_deliver,
+            ack_wait: settings.ack_wait,
+            max_ack_pending: settings.max_ack_pending,
+            // Pull requests bigger than a batch are never needed.
+            max_batch: 0,
+            ..Default::default()
+        };
+        let stream = self
+            .js()
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| BusError::Topology(format!("stream {stream_name}: {e}")))?;
+        // create_consumer updates an existing consumer whose editable
+        // settings differ, and is a no-op when they are the same.
+        stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| BusError::Topology(format!("consumer {name}: {e}")))?;
+        Ok(())
+    }
+
+    /// Deletes every stream of the namespace (tests, `awfdrs` resets).
+    ///
+    /// # Errors
+    /// When a stream exists but cannot be deleted.
+    pub async fn delete_streams(&self) -> Result<(), BusError> {
+        let ns = self.ns();
+        for name in [ns.events_stream(), ns.incidents_stream(), ns.dlq_stream()] {
+            if self.js().get_stream(&name).await.is_ok() {
+                self.js()
+                    .delete_stream(&name)
+                    .await
+                    .map_err(|e| BusError::Topology(format!("delete stream {name}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn base_stream(replicas: usize) -> stream::Config {
+    stream::Config {
+        retention: RetentionPolicy::Limits,
+        storage: StorageType::File,
+        discard: DiscardPolicy::Old,
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: replicas,
+        allow_direct: true,
+        ..Default::default()
+    }
+}

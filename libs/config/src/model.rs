@@ -1,0 +1,251 @@
+//! The configuration's shape and its cross-field validation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration of a process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub namespace: String,
+    pub database: DatabaseConfig,
+    pub nats: NatsConfig,
+    pub http: HttpConfig,
+    pub ingress: IngressConfig,
+    pub detector: DetectorConfig,
+    pub consumer: ConsumerConfig,
+    pub telemetry: TelemetryConfig,
+    pub shutdown: ShutdownConfig,
+    pub rules: RulesConfig,
+}
+
+/// PostgreSQL connection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+/// NATS connection settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    pub connect_timeout_ms: u64,
+    pub publish_timeout_ms: u64,
+    pub replicas: usize,
+}
+
+/// The HTTP gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub addr: String,
+    pub body_limit_bytes: usize,
+    pub batch_body_limit_bytes: usize,
+    pub max_batch_items: usize,
+}
+
+/// Per-process, per-tenant ingress limits (GCRA in memory).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressConfig {
+    pub per_tenant_per_second: u32,
+    pub burst: u32,
+}
+
+/// The detector worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    pub batch_size: usize,
+    pub linger_ms: u64,
+    pub reopen_window_secs: u64,
+    pub auto_resolve_successes: u32,
+    pub outbox_sweep_ms: u64,
+}
+
+/// Settings shared by every durable consumer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    pub max_deliver: i64,
+    pub ack_wait_secs: u64,
+    pub max_ack_pending: i64,
+    pub nak_base_ms: u64,
+    pub nak_max_ms: u64,
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Logs and metrics.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    pub metrics_addr: String,
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    pub grace_secs: u64,
+}
+
+/// Where the rules live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    pub dir: String,
+}
+
+impl HttpConfig {
+    /// The listen address (validated at load).
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.addr
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+}
+
+impl TelemetryConfig {
+    /// The metrics listen address (validated at load).
+    pub fn metrics_socket_addr(&self) -> SocketAddr {
+        self.metrics_addr
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9464)))
+    }
+}
+
+impl ShutdownConfig {
+    /// The drain grace period.
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace_secs)
+    }
+}
+
+impl Config {
+    /// Cross-field and range checks; every problem, each with its key path.
+    pub(crate) fn validate(&self) -> Vec<(String, String)> {
+        let mut errs = Vec::new();
+        let mut check = |ok: bool, path: &str, reason: &str| {
+            if !ok {
+                errs.push((path.to_owned(), reason.to_owned()));
+            }
+        };
+        check(
+            awfdrs_domain::is_slug(&self.namespace) && !self.namespace.contains('-'),
+            "namespace",
+            "must match [a-z0-9][a-z0-9_]{0,62} (it becomes a subject token and a stream name prefix)",
+        );
+        check(
+            self.database.url.starts_with("postgres://")
+                || self.database.url.starts_with("postgresql://"),
+            "database.url",
+            "must be a postgres:// URL",
+        );
+        check(
+            self.database.max_connections >= 1,
+            "database.max_connections",
+            "must be at least 1",
+        );
+        check(
+            self.nats.url.contains("://") || !self.nats.url.is_empty(),
+            "nats.url",
+            "must not be empty",
+        );
+        check(
+            (1..=5).contains(&self.nats.replicas),
+            "nats.replicas",
+            "must be between 1 and 5",
+        );
+        check(
+            self.nats.publish_timeout_ms > 0,
+            "nats.publish_timeout_ms",
+            "must be positive",
+        );
+        check(
+            self.http.addr.parse::<SocketAddr>().is_ok(),
+            "http.addr",
+            "must be a socket address such as 127.0.0.1:8080",
+        );
+        check(
+            self.http.body_limit_bytes >= 1024,
+            "http.body_limit_bytes",
+            "must be at least 1024",
+        );
+        check(
+            self.http.batch_body_limit_bytes >= self.http.body_limit_bytes,
+            "http.batch_body_limit_bytes",
+            "must be at least http.body_limit_bytes",
+        );
+        check(
+            (1..=500).contains(&self.http.max_batch_items),
+            "http.max_batch_items",
+            "must be between 1 and 500",
+        );
+        check(
+            self.ingress.per_tenant_per_second >= 1,
+            "ingress.per_tenant_per_second",
+            "must be at least 1",
+        );
+        check(
+            self.ingress.burst >= 1,
+            "ingress.burst",
+            "must be at least 1",
+        );
+        check(
+            (1..=5000).contains(&self.detector.batch_size),
+            "detector.batch_size",
+            "must be between 1 and 5000",
+        );
+        check(
+            self.detector.linger_ms <= 1000,
+            "detector.linger_ms",
+            "must be at most 1000",
+        );
+        check(
+            self.detector.outbox_sweep_ms >= 10,
+            "detector.outbox_sweep_ms",
+            "must be at least 10",
+        );
+        check(
+            self.consumer.max_deliver >= 2,
+            "consumer.max_deliver",
+            "must be at least 2",
+        );
+        check(
+            self.consumer.ack_wait_secs >= 1,
+            "consumer.ack_wait_secs",
+            "must be at least 1",
+        );
+        check(
+            self.consumer.max_ack_pending >= self.detector.batch_size as i64,
+            "consumer.max_ack_pending",
+            "must be at least detector.batch_size",
+        );
+        check(
+            self.consumer.nak_base_ms <= self.consumer.nak_max_ms,
+            "consumer.nak_base_ms",
+            "must not exceed consumer.nak_max_ms",
+        );
+        check(
+            self.telemetry.metrics_addr.parse::<SocketAddr>().is_ok(),
+            "telemetry.metrics_addr",
+            "must be a socket address",
+        );
+        check(!self.rules.dir.is_empty(), "rules.dir", "must not be empty");
+        errs
+    }
+}

@@ -1,0 +1,84 @@
+//! The PostgreSQL system of record: tenants, events (append-only),
+//! incidents and their transitions, the gateway's idempotency keys and the
+//! outbox. This is the only crate that writes SQL; every query is scoped by
+//! tenant. It knows nothing of NATS: messages to publish after a commit are
+//! written to the outbox as rows, and the caller's relay publishes them.
+
+mod detect;
+mod error;
+mod incidents;
+mod ingest;
+mod outbox;
+mod tenants;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident};
+pub use error::StoreError;
+pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
+pub use ingest::{KeyReservation, Reserve};
+pub use outbox::OutboxRow;
+pub use tenants::Tenant;
+
+/// The embedded migrations (`migrations/` at the workspace root).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// A handle on the database: a connection pool. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects a pool of at most `max_connections`.
+    ///
+    /// # Errors
+    /// When the URL is invalid or the server cannot be reached.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse::<PgConnectOptions>()?
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Wraps an existing pool (tests).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The underlying pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations. Safe to run from several processes at
+    /// once: sqlx takes an advisory lock.
+    ///
+    /// # Errors
+    /// When a migration fails or the applied ones differ from the embedded.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers.
+    ///
+    /// # Errors
+    /// When it does not.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

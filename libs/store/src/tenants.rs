@@ -1,0 +1,83 @@
+//! Tenants and their API keys.
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// A tenant: the owner of events and incidents.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+}
+
+fn key_hash(api_key: &str) -> Vec<u8> {
+    Sha256::digest(api_key.as_bytes()).to_vec()
+}
+
+impl Store {
+    /// Creates a tenant whose API key is `api_key` (stored only as its hash).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the slug is taken.
+    pub async fn create_tenant(&self, slug: &str, api_key: &str) -> Result<Tenant, StoreError> {
+        let id = Uuid::now_v7();
+        let res = sqlx::query(
+            "INSERT INTO tenants (id, slug, api_key_hash) VALUES ($1, $2, $3)
+             ON CONFLICT (slug) DO NOTHING",
+        )
+        .bind(id)
+        .bind(slug)
+        .bind(key_hash(api_key))
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "tenant {slug} already exists"
+            )));
+        }
+        Ok(Tenant {
+            id,
+            slug: slug.to_owned(),
+        })
+    }
+
+    /// The tenant an API key names, if any.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn tenant_by_api_key(&self, api_key: &str) -> Result<Option<Tenant>, StoreError> {
+        Ok(
+            sqlx::query_as::<_, Tenant>("SELECT id, slug FROM tenants WHERE api_key_hash = $1")
+                .bind(key_hash(api_key))
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The tenant with `slug`, if any.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, StoreError> {
+        Ok(
+            sqlx::query_as::<_, Tenant>("SELECT id, slug FROM tenants WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every tenant, by slug.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        Ok(
+            sqlx::query_as::<_, Tenant>("SELECT id, slug FROM tenants ORDER BY slug")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

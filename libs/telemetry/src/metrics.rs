@@ -1,0 +1,189 @@
+//! The metrics every process exposes at `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Where an event came in.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: &'static str,
+}
+
+/// Why an event was rejected.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub source: &'static str,
+    pub reason: &'static str,
+}
+
+/// A durable consumer.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerLabels {
+    pub consumer: String,
+}
+
+/// A durable consumer and what became of a message.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumerOutcomeLabels {
+    pub consumer: String,
+    pub outcome: &'static str,
+}
+
+/// An HTTP route and its status.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+/// Latency buckets in seconds, from 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
+/// Batch size buckets.
+const BATCH_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 350.0, 500.0, 1000.0,
+];
+
+fn latency() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+fn batch() -> Histogram {
+    Histogram::new(BATCH_BUCKETS)
+}
+
+/// Every metric of a process, registered once in its composition root.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub events_accepted: Family<SourceLabels, Counter>,
+    pub events_duplicate: Family<SourceLabels, Counter>,
+    pub events_rejected: Family<RejectLabels, Counter>,
+    pub messages: Family<ConsumerOutcomeLabels, Counter>,
+    pub messages_redelivered: Family<ConsumerLabels, Counter>,
+    pub messages_dead_lettered: Family<ConsumerLabels, Counter>,
+    pub batch_seconds: Family<ConsumerLabels, Histogram, fn() -> Histogram>,
+    pub batch_size: Family<ConsumerLabels, Histogram, fn() -> Histogram>,
+    pub http_seconds: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// From an event's publish (its JetStream timestamp) to its commit.
+    pub ingest_lag_seconds: Family<SourceLabels, Histogram, fn() -> Histogram>,
+    pub incidents_opened: Counter,
+    pub incidents_resolved: Counter,
+    pub outbox_published: Counter,
+    pub publish_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `awfdrs_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("awfdrs");
+        let m = Self {
+            events_accepted: Family::default(),
+            events_duplicate: Family::default(),
+            events_rejected: Family::default(),
+            messages: Family::default(),
+            messages_redelivered: Family::default(),
+            messages_dead_lettered: Family::default(),
+            batch_seconds: Family::new_with_constructor(latency),
+            batch_size: Family::new_with_constructor(batch),
+            http_seconds: Family::new_with_constructor(latency),
+            ingest_lag_seconds: Family::new_with_constructor(latency),
+            incidents_opened: Counter::default(),
+            incidents_resolved: Counter::default(),
+            outbox_published: Counter::default(),
+            publish_failures: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events accepted for processing, by source",
+            m.events_accepted.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events recognised as duplicates of an accepted event, by source",
+            m.events_duplicate.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events rejected, by source and reason",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "messages",
+            "Messages handled by a durable consumer, by outcome (ack, retry, dead_letter)",
+            m.messages.clone(),
+        );
+        registry.register(
+            "messages_redelivered",
+            "Messages received again after a failed or unacknowledged delivery",
+            m.messages_redelivered.clone(),
+        );
+        registry.register(
+            "messages_dead_lettered",
+            "Messages sent to the dead-letter subject and terminated",
+            m.messages_dead_lettered.clone(),
+        );
+        registry.register(
+            "batch_seconds",
+            "Time to handle and commit one batch",
+            m.batch_seconds.clone(),
+        );
+        registry.register(
+            "batch_size",
+            "Messages per handled batch",
+            m.batch_size.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "HTTP request latency by route and status",
+            m.http_seconds.clone(),
+        );
+        registry.register(
+            "ingest_lag_seconds",
+            "Time from an event's publish to its commit in the database",
+            m.ingest_lag_seconds.clone(),
+        );
+        registry.register(
+            "incidents_opened",
+            "Incidents opened or re-opened",
+            m.incidents_opened.clone(),
+        );
+        registry.register(
+            "incidents_resolved",
+            "Incidents resolved automatically",
+            m.incidents_resolved.clone(),
+        );
+        registry.register(
+            "outbox_published",
+            "Outbox messages published",
+            m.outbox_published.clone(),
+        );
+        registry.register(
+            "publish_failures",
+            "Publishes that failed or timed out",
+            m.publish_failures.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
