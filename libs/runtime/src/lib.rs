@@ -1,0 +1,220 @@
+//! The composition root of every AWFDRS process: [`Context::connect`]
+//! builds the connections and registries once from the configuration and
+//! hands them to the workers' `run(ctx, shutdown)`; [`shutdown_token`] turns
+//! SIGTERM and SIGINT into a cancellation; [`serve_metrics`] exposes
+//! `GET /metrics` for a worker that has no HTTP server of its own.
+//!
+//! Nothing here decides anything: it wires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use awfdrs_bus::{Bus, Namespace, topology::ConsumerSettings};
+use awfdrs_config::Config;
+use awfdrs_store::Store;
+use awfdrs_telemetry::Metrics;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// What every worker is given: configuration, connections and metrics.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub bus: Bus,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// Connects to PostgreSQL and NATS as configured.
+    ///
+    /// # Errors
+    /// When either cannot be reached.
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(
+            &config.database.url,
+            config.database.max_connections,
+            Duration::from_millis(config.database.acquire_timeout_ms),
+        )
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(&config.database.url)))?;
+        let ns = Namespace::new(config.namespace.clone()).map_err(anyhow::Error::msg)?;
+        let bus = Bus::connect(
+            &config.nats.url,
+            ns,
+            config.nats.replicas,
+            Duration::from_millis(config.nats.connect_timeout_ms),
+            Duration::from_millis(config.nats.publish_timeout_ms),
+        )
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+        check_server_version(&bus.server_version())?;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            bus,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// Applies migrations and declares the streams: what `awfdrs migrate`
+    /// and `awfdrs up` do before the workers start. Idempotent.
+    ///
+    /// # Errors
+    /// When either fails.
+    pub async fn prepare(&self) -> anyhow::Result<()> {
+        self.store.migrate().await.context("applying migrations")?;
+        self.bus
+            .declare_streams()
+            .await
+            .context("declaring JetStream streams")?;
+        Ok(())
+    }
+
+    /// The consumer settings of the configuration.
+    pub fn consumer_settings(&self) -> ConsumerSettings {
+        let c = &self.config.consumer;
+        ConsumerSettings {
+            max_deliver: c.max_deliver,
+            ack_wait: Duration::from_secs(c.ack_wait_secs),
+            max_ack_pending: c.max_ack_pending,
+        }
+    }
+}
+
+/// AWFDRS needs nats-server 2.10 or later (KV compare-and-set semantics,
+/// consumer updates).
+fn check_server_version(version: &str) -> anyhow::Result<()> {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (2, 10) {
+        anyhow::bail!(
+            "nats-server {version} is too old: AWFDRS needs 2.10 or later (2.10.23+ in production)"
+        );
+    }
+    Ok(())
+}
+
+/// A URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A token cancelled by the first SIGTERM or SIGINT. A second signal exits
+/// the process at once.
+pub fn shutdown_token() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested; draining in-flight work");
+        t.cancel();
+        wait_for_signal().await;
+        warn!("second signal; exiting now");
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves `GET /metrics` on `addr` until `shutdown`.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding metrics address {addr}"))?;
+    info!(%addr, "serving metrics");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// Runs `work` until it ends, or until `grace` after `shutdown` fired.
+///
+/// # Errors
+/// When the work fails, or does not finish within the grace period.
+pub async fn drain<F>(work: F, shutdown: CancellationToken, grace: Duration) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    tokio::pin!(work);
+    tokio::select! {
+        r = &mut work => r,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            anyhow::bail!("in-flight work did not finish within the {grace:?} grace period")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn old_servers_are_refused() {
+        assert!(check_server_version("2.9.10").is_err());
+        assert!(check_server_version("2.10.23").is_ok());
+        assert!(check_server_version("2.15.1").is_ok());
+    }
+}

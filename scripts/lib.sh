@@ -1,0 +1,87 @@
+# shellcheck shell=bash
+# Helpers shared by the scripts in scripts/. Sourced, never run.
+
+: "${LOG_PREFIX:=awfdrs}"
+
+log() { printf '%s: %s\n' "$LOG_PREFIX" "$*" >&2; }
+
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# wait_for SECONDS COMMAND...: poll COMMAND until it succeeds or time runs out.
+wait_for() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
+}
+
+# True when PID is gone or a zombie (an unreaped zombie still answers kill -0).
+pid_gone() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    [[ ${stat%% *} == Z ]]
+}
+
+# pid_matches PID TEXT: PID is alive and TEXT is part of its command line
+# (a pid file may outlive its process, and the pid be reused).
+pid_matches() {
+    [[ $1 =~ ^[0-9]+$ ]] && ! pid_gone "$1" &&
+        tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
+# read_pid PIDFILE TEXT: print the pid in PIDFILE if pid_matches it.
+read_pid() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    pid_matches "$pid" "$2" || return 1
+    printf '%s\n' "$pid"
+}
+
+# stop_pidfile NAME PIDFILE TEXT GRACE_SECONDS: SIGTERM, wait, then SIGKILL.
+stop_pidfile() {
+    local name=$1 pidfile=$2 text=$3 grace=$4 pid
+    if ! pid=$(read_pid "$pidfile" "$text"); then
+        [[ -e $pidfile ]] && log "$name is not running (stale $pidfile removed)"
+        rm -f "$pidfile"
+        return 0
+    fi
+    log "stopping $name (pid $pid; SIGTERM, up to ${grace}s to drain)"
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_for "$grace" pid_gone "$pid"; then
+        log "$name still running after ${grace}s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_for 5 pid_gone "$pid" || true
+    fi
+    rm -f "$pidfile"
+}
+
+# shellcheck disable=SC2016 # $1 and $2 belong to the inner bash
+tcp_open() { timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null; }
+
+# spawn_detached LOGFILE COMMAND...: run COMMAND in the background in its own
+# session (a later Ctrl-C in this terminal does not reach it), stdin from
+# /dev/null, output appended to LOGFILE, and no other inherited descriptor (a
+# daemon holding a caller's pipe or lock would keep it open for ever). Sets
+# SPAWNED_PID.
+spawn_detached() {
+    local logf=$1
+    shift
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then
+                eval "exec $fd>&-" 2>/dev/null || true
+            fi
+        done
+        # Not a process group leader, so setsid execs in place: same pid.
+        exec setsid "$@" </dev/null >>"$logf" 2>&1
+    ) &
+    # shellcheck disable=SC2034 # read by the caller
+    SPAWNED_PID=$!
+}
