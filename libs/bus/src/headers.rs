@@ -14,3 +14,5 @@ pub const DLQ_SEQUENCE: &str = "Awfdrs-Dlq-Stream-Sequence";
 pub const DLQ_DELIVERED: &str = "Awfdrs-Dlq-Delivered";
 /// The consumer that gave up on it.
 pub const DLQ_CONSUMER: &str = "Awfdrs-Dlq-Consumer";
+/// How the event entered AWFDRS (`http` when the gateway published it).
+pub const SOURCE: &str = "Awfdrs-Source";

@@ -41,6 +41,8 @@ pub struct Outgoing {
     pub subject: String,
     pub msg_id: String,
     pub correlation_id: Option<String>,
+    /// Further headers, by name from [`headers`].
+    pub headers: Vec<(&'static str, String)>,
     pub payload: Bytes,
 }
 
@@ -153,6 +155,9 @@ impl Bus {
         headers.insert(headers::MSG_ID, msg.msg_id.as_str());
         if let Some(c) = &msg.correlation_id {
             headers.insert(headers::CORRELATION_ID, c.as_str());
+        }
+        for (name, value) in &msg.headers {
+            headers.insert(*name, value.as_str());
         }
         self.js
             .publish_with_headers(msg.subject, headers, msg.payload)

@@ -150,38 +150,78 @@ async fn wait_for_signal() {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until `shutdown`.
+/// Serves `GET /metrics`, `GET /api/v1/health` and `GET /api/v1/ready` on
+/// `addr` until `shutdown`: the operations endpoints of a worker that has no
+/// HTTP server of its own.
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn serve_metrics(
+pub async fn serve_ops(
     addr: SocketAddr,
-    metrics: Arc<Metrics>,
+    ctx: Context,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let m = metrics.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.render(),
-                )
-            }
-        }),
-    );
+    let app = ops_router(ctx);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding metrics address {addr}"))?;
-    info!(%addr, "serving metrics");
+    info!(%addr, "serving metrics and health");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// The operations routes (`/metrics`, `/api/v1/health`, `/api/v1/ready`).
+pub fn ops_router<S: Clone + Send + Sync + 'static>(ctx: Context) -> axum::Router<S> {
+    let metrics = ctx.metrics.clone();
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.render(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/api/v1/health",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/api/v1/ready",
+            get(move || {
+                let ctx = ctx.clone();
+                async move { readiness(&ctx).await }
+            }),
+        )
+}
+
+/// 200 when PostgreSQL and NATS both answer, 503 naming what does not.
+async fn readiness(ctx: &Context) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let db = ctx.store.ping().await.map_err(|e| e.to_string());
+    let nats = ctx.bus.ping().await.map_err(|e| e.to_string());
+    let ok = db.is_ok() && nats.is_ok();
+    let body = serde_json::json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": {
+            "postgres": db.err().unwrap_or_else(|| "ok".into()),
+            "nats": nats.err().unwrap_or_else(|| "ok".into()),
+        }
+    });
+    let status = if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body))
 }
 
 /// Runs `work` until it ends, or until `grace` after `shutdown` fired.

@@ -19,7 +19,7 @@ use sqlx::{ConnectOptions, PgPool};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident};
 pub use error::StoreError;
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
-pub use ingest::{KeyReservation, Reserve};
+pub use ingest::{Claimed, KeyClaim, Reservation};
 pub use outbox::OutboxRow;
 pub use tenants::Tenant;
 

@@ -1,0 +1,355 @@
+//! The detector's batch handler: decode and validate, then one transaction
+//! per batch, then ack.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use awfdrs_bus::{Delivery, Handler, Namespace, Outcome};
+use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_event};
+use awfdrs_runtime::Context;
+use awfdrs_store::{
+    DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident, StoreError,
+};
+use awfdrs_telemetry::{RejectLabels, SourceLabels};
+use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
+use serde_json::json;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::relay;
+
+/// How long a tenant's id stays cached. Tenants are never renamed or
+/// deleted, so this only bounds the memory of slugs seen.
+const TENANT_CACHE_CAPACITY: usize = 10_000;
+
+/// Persists batches of events and opens incidents.
+#[derive(Debug)]
+pub struct DetectorHandler {
+    ctx: Context,
+    tenants: quick_cache::sync::Cache<String, Uuid>,
+}
+
+/// The fate of one delivery before the transaction.
+enum Prepared {
+    Event(Box<NewEvent>),
+    Rejected(String, &'static str),
+    Retry(String),
+}
+
+impl DetectorHandler {
+    /// A handler over `ctx`'s store and bus.
+    pub fn new(ctx: Context) -> Self {
+        Self {
+            ctx,
+            tenants: quick_cache::sync::Cache::new(TENANT_CACHE_CAPACITY),
+        }
+    }
+
+    async fn tenant_id(&self, slug: &str) -> Result<Option<Uuid>, StoreError> {
+        if let Some(id) = self.tenants.get(slug) {
+            return Ok(Some(id));
+        }
+        let found = self.ctx.store.tenant_by_slug(slug).await?;
+        if let Some(t) = &found {
+            self.tenants.insert(slug.to_owned(), t.id);
+        }
+        Ok(found.map(|t| t.id))
+    }
+
+    async fn prepare(&self, d: &Delivery) -> Prepared {
+        let ns = self.ctx.bus.ns();
+        let Some((tenant, workflow)) = ns.parse_events_subject(&d.subject) else {
+            return Prepared::Rejected(
+                format!("subject {} is not <ns>.events.<tenant>.<workflow>", d.subject),
+                "bad_subject",
+            );
+        };
+        let value: serde_json::Value = match serde_json::from_slice(&d.payload) {
+            Ok(v) => v,
+            Err(e) => return Prepared::Rejected(format!("malformed JSON: {e}"), "malformed_json"),
+        };
+        let ValidEvent { event, body_hash } = match parse_event(&value, Utc::now()) {
+            Ok(v) => v,
+            Err(errs) => {
+                let reasons: Vec<String> = errs
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.reason))
+                    .collect();
+                return Prepared::Rejected(
+                    format!("invalid event: {}", reasons.join("; ")),
+                    "invalid_fields",
+                );
+            }
+        };
+        if event.workflow_id != workflow {
+            return Prepared::Rejected(
+                format!(
+                    "workflow_id {:?} does not match the subject's workflow {workflow:?}",
+                    event.workflow_id
+                ),
+                "subject_mismatch",
+            );
+        }
+        let tenant_id = match self.tenant_id(tenant).await {
+            Ok(Some(id)) => id,
+            Ok(None) => {
+                return Prepared::Rejected(format!("unknown tenant {tenant:?}"), "unknown_tenant");
+            }
+            Err(e) => return Prepared::Retry(format!("tenant lookup failed: {e}")),
+        };
+        let id = event_id(tenant, &event.idempotency_key);
+        let correlation_id = event
+            .correlation_id
+            .clone()
+            .or_else(|| d.correlation_id().map(str::to_owned))
+            .unwrap_or_else(|| id.to_string());
+        let failure = event.event_type.is_failure();
+        let error = event.error.as_ref();
+        let signature = failure
+            .then(|| error.map(|e| Signature::compute(tenant, workflow, &e.code)))
+            .flatten();
+        Prepared::Event(Box::new(NewEvent {
+            id,
+            tenant_id,
+            idempotency_key: event.idempotency_key,
+            workflow_id: event.workflow_id,
+            event_type: event.event_type.as_str(),
+            is_failure: failure,
+            is_success: event.event_type.is_success(),
+            occurred_at: event.occurred_at,
+            workflow_run_id: event.workflow_run_id,
+            step: event.step,
+            vendor: event.vendor,
+            error_code: error.map(|e| normalize_code(&e.code)),
+            error_message: error.and_then(|e| e.message.clone()),
+            http_status: error.and_then(|e| e.http_status),
+            retryable: error.and_then(|e| e.retryable),
+            attempt: event.attempt,
+            correlation_id,
+            signature: signature.map(|s| s.as_str().to_owned()),
+            body_hash: body_hash.0.to_vec(),
+            source: if d.header(awfdrs_bus::headers::SOURCE) == Some("http") {
+                "http"
+            } else {
+                "nats"
+            },
+            metadata: event.metadata.map(|m| serde_json::Value::Object(m).to_string()),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        batch: &DetectBatch,
+        slugs: &HashMap<Uuid, String>,
+    ) -> Result<DetectOutcome, StoreError> {
+        let ns = self.ctx.bus.ns().clone();
+        let c = &self.ctx.config.detector;
+        let settings = DetectSettings {
+            reopen_window_secs: c.reopen_window_secs,
+            auto_resolve_successes: c.auto_resolve_successes,
+        };
+        let outbox_for = move |o: &OpenedIncident| opened_message(&ns, slugs, o);
+        (|| self.ctx.store.detect_batch(batch, settings, &outbox_for))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(20))
+                    .with_max_delay(Duration::from_millis(500))
+                    .with_max_times(4)
+                    .with_jitter(),
+            )
+            .when(StoreError::is_transient)
+            .notify(|e, after| warn!(error = %e, ?after, "batch transaction failed; retrying"))
+            .await
+    }
+}
+
+fn opened_message(ns: &Namespace, slugs: &HashMap<Uuid, String>, o: &OpenedIncident) -> NewOutbox {
+    let tenant = slugs.get(&o.tenant_id).cloned().unwrap_or_default();
+    NewOutbox {
+        tenant_id: o.tenant_id,
+        subject: ns.incident_opened(&tenant),
+        msg_id: Namespace::incident_opened_msg_id(&format!(
+            "{}:{}",
+            o.id,
+            if o.reopened { "reopened" } else { "opened" }
+        )),
+        payload: json!({
+            "incident_id": o.id,
+            "tenant_id": o.tenant_id,
+            "tenant": tenant,
+            "signature": o.signature,
+            "workflow_id": o.workflow_id,
+            "error_code": o.error_code,
+            "vendor": o.vendor,
+            "step": o.step,
+            "reopened": o.reopened,
+            "correlation_id": o.correlation_id,
+        }),
+        correlation_id: Some(o.correlation_id.clone()),
+    }
+}
+
+impl Handler for DetectorHandler {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let metrics = &self.ctx.metrics;
+        let mut outcomes = vec![Outcome::Ack; batch.len()];
+        let mut events = DetectBatch::default();
+        let mut positions = Vec::with_capacity(batch.len());
+        let mut slugs = HashMap::new();
+        for (i, d) in batch.iter().enumerate() {
+            match self.prepare(d).await {
+                Prepared::Event(e) => {
+                    if let Some((tenant, _)) = self.ctx.bus.ns().parse_events_subject(&d.subject) {
+                        slugs.insert(e.tenant_id, tenant.to_owned());
+                    }
+                    events.events.push(*e);
+                    positions.push(i);
+                }
+                Prepared::Rejected(reason, label) => {
+                    metrics
+                        .events_rejected
+                        .get_or_create(&RejectLabels {
+                            source: "nats",
+                            reason: label,
+                        })
+                        .inc();
+                    outcomes[i] = Outcome::Reject(reason);
+                }
+                Prepared::Retry(reason) => outcomes[i] = Outcome::Retry(reason),
+            }
+        }
+        if events.events.is_empty() {
+            return outcomes;
+        }
+        let result = match self.commit(&events, &slugs).await {
+            Err(e) if !e.is_transient() && events.events.len() > 1 => {
+                // One event the database refuses must not hold back the
+                // rest: commit them one by one to isolate it.
+                warn!(error = %e, "batch refused; isolating the offending events");
+                self.commit_one_by_one(events, &positions, &slugs, &mut outcomes)
+                    .await;
+                return outcomes;
+            }
+            r => r,
+        };
+        match result {
+            Ok(done) => self.settle(&events, &positions, batch, done, &mut outcomes).await,
+            Err(e) => {
+                let transient = e.is_transient();
+                warn!(error = %e, transient, "batch transaction failed");
+                for &p in &positions {
+                    outcomes[p] = if transient {
+                        Outcome::Retry(format!("database: {e}"))
+                    } else {
+                        Outcome::Reject(format!("database refused the event: {e}"))
+                    };
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+impl DetectorHandler {
+    async fn commit_one_by_one(
+        &self,
+        events: DetectBatch,
+        positions: &[usize],
+        slugs: &HashMap<Uuid, String>,
+        outcomes: &mut [Outcome],
+    ) {
+        for (event, &p) in events.events.into_iter().zip(positions) {
+            let single = DetectBatch {
+                events: vec![event],
+            };
+            match self.commit(&single, slugs).await {
+                Ok(done) => {
+                    let mut one = [Outcome::Ack];
+                    self.settle_outcome(&single, &[0], done, &mut one).await;
+                    outcomes[p] = one[0].clone();
+                }
+                Err(e) if e.is_transient() => outcomes[p] = Outcome::Retry(e.to_string()),
+                Err(e) => outcomes[p] = Outcome::Reject(format!("database refused the event: {e}")),
+            }
+        }
+    }
+
+    async fn settle(
+        &self,
+        events: &DetectBatch,
+        positions: &[usize],
+        batch: &[Delivery],
+        done: DetectOutcome,
+        outcomes: &mut [Outcome],
+    ) {
+        let now = Utc::now();
+        for &i in &done.inserted {
+            let d = &batch[positions[i]];
+            let lag = (now - d.published).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            self.ctx
+                .metrics
+                .ingest_lag_seconds
+                .get_or_create(&SourceLabels {
+                    source: events.events[i].source,
+                })
+                .observe(lag.max(0.0));
+        }
+        self.settle_outcome(events, positions, done, outcomes).await;
+    }
+
+    async fn settle_outcome(
+        &self,
+        events: &DetectBatch,
+        positions: &[usize],
+        done: DetectOutcome,
+        outcomes: &mut [Outcome],
+    ) {
+        let metrics = &self.ctx.metrics;
+        for &i in &done.inserted {
+            metrics
+                .events_accepted
+                .get_or_create(&SourceLabels {
+                    source: events.events[i].source,
+                })
+                .inc();
+        }
+        for &i in &done.duplicates {
+            metrics
+                .events_duplicate
+                .get_or_create(&SourceLabels {
+                    source: events.events[i].source,
+                })
+                .inc();
+        }
+        for &i in &done.conflicts {
+            let e = &events.events[i];
+            metrics
+                .events_rejected
+                .get_or_create(&RejectLabels {
+                    source: e.source,
+                    reason: "key_reused",
+                })
+                .inc();
+            outcomes[positions[i]] = Outcome::Reject(format!(
+                "idempotency key {:?} was already used with a different body",
+                e.idempotency_key
+            ));
+        }
+        for o in &done.opened {
+            info!(
+                incident = %o.id, tenant = %o.tenant_id, workflow = %o.workflow_id,
+                error_code = %o.error_code, reopened = o.reopened,
+                correlation_id = %o.correlation_id, "incident opened"
+            );
+        }
+        metrics.incidents_opened.inc_by(done.opened.len() as u64);
+        metrics.incidents_resolved.inc_by(done.resolved.len() as u64);
+        if !done.outbox_ids.is_empty() {
+            match self.ctx.store.outbox_rows(&done.outbox_ids).await {
+                Ok(rows) => relay::publish(&self.ctx, rows).await,
+                Err(e) => warn!(error = %e, "outbox read failed; the sweeper will publish"),
+            }
+        }
+    }
+}

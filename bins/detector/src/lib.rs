@@ -1,0 +1,54 @@
+//! The detector: the first stage after ingestion. It consumes
+//! `<ns>.events.>` in batches, validates each event (the same rules as the
+//! gateway, for producers that publish straight to NATS), persists the batch
+//! in one transaction, opens or updates the one open incident per failure
+//! signature, and announces new incidents on `<ns>.incidents.<tenant>.opened`
+//! through the outbox.
+//!
+//! Any number of detectors may run: the database's unique indexes, not this
+//! process's memory, keep events unique and incidents one per signature.
+
+mod handler;
+mod relay;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use awfdrs_bus::{ConsumerSpec, Stage};
+use awfdrs_runtime::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+pub use handler::DetectorHandler;
+
+/// Runs the detector until `shutdown`, then finishes the batch in hand.
+///
+/// # Errors
+/// When the consumer cannot be declared or reached.
+pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let settings = ctx.consumer_settings();
+    ctx.bus.declare_consumer(Stage::Detector, &settings).await?;
+    let c = &ctx.config;
+    let spec = ConsumerSpec {
+        stage: Stage::Detector,
+        settings,
+        batch_size: c.detector.batch_size,
+        linger: Duration::from_millis(c.detector.linger_ms),
+        nak_base: Duration::from_millis(c.consumer.nak_base_ms),
+        nak_max: Duration::from_millis(c.consumer.nak_max_ms),
+    };
+    let relay = tokio::spawn(relay::sweep(ctx.clone(), shutdown.clone()));
+    let handler = Arc::new(DetectorHandler::new(ctx.clone()));
+    let result = awfdrs_bus::consumer::run(
+        ctx.bus.clone(),
+        spec,
+        handler,
+        ctx.metrics.clone(),
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    let _ = relay.await;
+    info!("detector stopped");
+    Ok(result?)
+}
