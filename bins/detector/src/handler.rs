@@ -61,7 +61,10 @@ impl DetectorHandler {
         let ns = self.ctx.bus.ns();
         let Some((tenant, workflow)) = ns.parse_events_subject(&d.subject) else {
             return Prepared::Rejected(
-                format!("subject {} is not <ns>.events.<tenant>.<workflow>", d.subject),
+                format!(
+                    "subject {} is not <ns>.events.<tenant>.<workflow>",
+                    d.subject
+                ),
                 "bad_subject",
             );
         };
@@ -134,7 +137,9 @@ impl DetectorHandler {
             } else {
                 "nats"
             },
-            metadata: event.metadata.map(|m| serde_json::Value::Object(m).to_string()),
+            metadata: event
+                .metadata
+                .map(|m| serde_json::Value::Object(m).to_string()),
         }))
     }
 
@@ -234,7 +239,10 @@ impl Handler for DetectorHandler {
             r => r,
         };
         match result {
-            Ok(done) => self.settle(&events, &positions, batch, done, &mut outcomes).await,
+            Ok(done) => {
+                self.settle(&events, &positions, batch, done, &mut outcomes)
+                    .await
+            }
             Err(e) => {
                 let transient = e.is_transient();
                 warn!(error = %e, transient, "batch transaction failed");
@@ -344,7 +352,9 @@ impl DetectorHandler {
             );
         }
         metrics.incidents_opened.inc_by(done.opened.len() as u64);
-        metrics.incidents_resolved.inc_by(done.resolved.len() as u64);
+        metrics
+            .incidents_resolved
+            .inc_by(done.resolved.len() as u64);
         if !done.outbox_ids.is_empty() {
             match self.ctx.store.outbox_rows(&done.outbox_ids).await {
                 Ok(rows) => relay::publish(&self.ctx, rows).await,

@@ -21,6 +21,10 @@ async fn main() -> anyhow::Result<()> {
     let ctx = awfdrs_runtime::Context::connect(config).await?;
     let shutdown = awfdrs_runtime::shutdown_token();
     let ops = ctx.config.telemetry.metrics_socket_addr();
-    tokio::spawn(awfdrs_runtime::serve_ops(ops, ctx.clone(), shutdown.clone()));
+    tokio::spawn(awfdrs_runtime::serve_ops(
+        ops,
+        ctx.clone(),
+        shutdown.clone(),
+    ));
     awfdrs_detector::run(ctx, shutdown).await
 }

@@ -69,7 +69,6 @@ impl Bus {
         let client = async_nats::ConnectOptions::new()
             .name(&format!("awfdrs-{}", ns.as_str()))
             .connection_timeout(connect_timeout)
-            .retry_on_initial_connect()
             .max_reconnects(None)
             .event_callback(|event| async move {
                 tracing::info!(%event, "nats connection event");
@@ -188,6 +187,52 @@ impl Bus {
             .flush()
             .await
             .map_err(|e| BusError::Unavailable(format!("flush failed: {e}")))
+    }
+}
+
+/// A message seen by a plain subscription.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub subject: String,
+    pub payload: Bytes,
+    headers: Option<HeaderMap>,
+}
+
+impl Seen {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str())
+    }
+}
+
+impl Bus {
+    /// Subscribes (core NATS, no durability) to `subject`: for watching the
+    /// dead-letter or incident subjects from tools and tests.
+    ///
+    /// # Errors
+    /// When the subscription cannot be made.
+    pub async fn subscribe(
+        &self,
+        subject: String,
+    ) -> Result<impl futures::Stream<Item = Seen> + use<>, BusError> {
+        use futures::StreamExt;
+        let sub = self
+            .client
+            .subscribe(subject)
+            .await
+            .map_err(|e| BusError::Unavailable(format!("subscribe failed: {e}")))?;
+        self.client
+            .flush()
+            .await
+            .map_err(|e| BusError::Unavailable(format!("flush failed: {e}")))?;
+        Ok(sub.map(|m| Seen {
+            subject: m.subject.to_string(),
+            payload: m.payload,
+            headers: m.headers,
+        }))
     }
 }
 

@@ -23,11 +23,7 @@ pub fn event_id(tenant: &str, idempotency_key: &str) -> Uuid {
 /// Two v4 UUIDs give 244 random bits, well past what brute force reaches, so
 /// a plain SHA-256 of the key is a safe stored form.
 pub fn new_api_key() -> String {
-    format!(
-        "awf_{}{}",
-        Uuid::new_v4().simple(),
-        Uuid::new_v4().simple()
-    )
+    format!("awf_{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }
 
 #[cfg(test)]

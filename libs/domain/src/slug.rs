@@ -50,7 +50,11 @@ impl Slug {
     /// When `s` does not match `[a-z0-9][a-z0-9_-]{0,62}`.
     pub fn new(s: impl Into<String>) -> Result<Self, SlugError> {
         let s = s.into();
-        if is_slug(&s) { Ok(Self(s)) } else { Err(SlugError(s)) }
+        if is_slug(&s) {
+            Ok(Self(s))
+        } else {
+            Err(SlugError(s))
+        }
     }
 
     /// The slug as text.

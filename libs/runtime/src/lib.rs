@@ -40,7 +40,12 @@ impl Context {
             Duration::from_millis(config.database.acquire_timeout_ms),
         )
         .await
-        .with_context(|| format!("connecting to PostgreSQL at {}", redact(&config.database.url)))?;
+        .with_context(|| {
+            format!(
+                "connecting to PostgreSQL at {}",
+                redact(&config.database.url)
+            )
+        })?;
         let ns = Namespace::new(config.namespace.clone()).map_err(anyhow::Error::msg)?;
         let bus = Bus::connect(
             &config.nats.url,
@@ -132,7 +137,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -1,0 +1,21 @@
+//! `awfdrs`: every worker in one process (`up`), one worker (`worker`), the
+//! demo, the benchmark and the operator's commands.
+
+mod cli;
+mod demo;
+mod ops;
+mod up;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::dispatch(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

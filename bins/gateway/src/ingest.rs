@@ -1,0 +1,419 @@
+//! `POST /api/v1/events` and `POST /api/v1/events/batch`.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+
+use awfdrs_bus::{Outgoing, headers};
+use awfdrs_domain::{FieldError, ValidEvent, event_id, parse_event};
+use awfdrs_store::{Claimed, KeyClaim, Tenant};
+use awfdrs_telemetry::{RejectLabels, SourceLabels};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::Utc;
+use governor::clock::{Clock, DefaultClock};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{Instrument, info_span, warn};
+use uuid::Uuid;
+
+use crate::{AppState, Problem, auth};
+
+/// The answer for one accepted (or duplicate) event.
+#[derive(Debug, Serialize)]
+struct Accepted {
+    event_id: Uuid,
+    correlation_id: String,
+    duplicate: bool,
+}
+
+/// The answer for one item of a batch.
+#[derive(Debug, Serialize)]
+struct ItemResult {
+    index: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicate: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Problem>,
+}
+
+/// The fate of one event.
+enum Fate {
+    Accepted(Accepted),
+    Duplicate(Accepted),
+    Rejected(Problem),
+}
+
+impl Fate {
+    fn into_item(self, index: usize) -> ItemResult {
+        match self {
+            Fate::Accepted(a) => ItemResult {
+                index,
+                status: 202,
+                event_id: Some(a.event_id),
+                correlation_id: Some(a.correlation_id),
+                duplicate: Some(false),
+                error: None,
+            },
+            Fate::Duplicate(a) => ItemResult {
+                index,
+                status: 200,
+                event_id: Some(a.event_id),
+                correlation_id: Some(a.correlation_id),
+                duplicate: Some(true),
+                error: None,
+            },
+            Fate::Rejected(p) => ItemResult {
+                index,
+                status: p.status,
+                event_id: None,
+                correlation_id: None,
+                duplicate: None,
+                error: Some(p),
+            },
+        }
+    }
+}
+
+/// A validated event ready to reserve and publish.
+struct Ready {
+    event: ValidEvent,
+    canonical: Bytes,
+    id: Uuid,
+    correlation_id: String,
+}
+
+pub(crate) async fn single(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let limit = state.ctx().config.http.body_limit_bytes;
+    let result = async {
+        let tenant = auth::tenant(&state, &headers).await?;
+        admit(&state, &tenant, 1)?;
+        let body = body_bytes(body, limit)?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+        let ready = validate(&value, &headers).map_err(Problem::invalid)?;
+        let span =
+            info_span!("ingest", tenant = %tenant.slug, correlation_id = %ready.correlation_id);
+        let mut fates = accept(&state, &tenant, vec![ready])
+            .instrument(span)
+            .await?;
+        Ok::<_, Problem>(fates.pop())
+    }
+    .await;
+    match result {
+        Ok(Some(Fate::Accepted(a))) => (StatusCode::ACCEPTED, axum::Json(a)).into_response(),
+        Ok(Some(Fate::Duplicate(a))) => (StatusCode::OK, axum::Json(a)).into_response(),
+        Ok(Some(Fate::Rejected(p))) | Err(p) => {
+            count_rejection(&state, &p);
+            p.into_response()
+        }
+        Ok(None) => Problem::internal("no result").into_response(),
+    }
+}
+
+pub(crate) async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let http = &state.ctx().config.http;
+    let (limit, max_items) = (http.batch_body_limit_bytes, http.max_batch_items);
+    let result = async {
+        let tenant = auth::tenant(&state, &headers).await?;
+        let body = body_bytes(body, limit)?;
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
+        let items = match value {
+            Value::Array(items) => items,
+            Value::Object(mut o)
+                if o.len() == 1 && o.get("events").is_some_and(Value::is_array) =>
+            {
+                match o.remove("events") {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                }
+            }
+            _ => {
+                return Err(Problem::invalid(vec![field(
+                    "events",
+                    "the body must be a JSON array of events or {\"events\": [...]}",
+                )]));
+            }
+        };
+        if items.is_empty() || items.len() > max_items {
+            return Err(Problem::invalid(vec![field(
+                "events",
+                &format!("must hold 1 to {max_items} events, not {}", items.len()),
+            )]));
+        }
+        admit(&state, &tenant, items.len())?;
+
+        let mut results: Vec<Option<Fate>> = Vec::with_capacity(items.len());
+        let mut ready = Vec::new();
+        let mut ready_index = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match validate(item, &headers) {
+                Ok(r) => {
+                    ready.push(r);
+                    ready_index.push(i);
+                    results.push(None);
+                }
+                Err(errs) => results.push(Some(Fate::Rejected(Problem::invalid(errs)))),
+            }
+        }
+        let fates = accept(&state, &tenant, ready).await?;
+        for (i, fate) in ready_index.into_iter().zip(fates) {
+            results[i] = Some(fate);
+        }
+        Ok(results)
+    }
+    .await;
+    match result {
+        Ok(results) => {
+            let items: Vec<ItemResult> = results
+                .into_iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let fate = f.unwrap_or_else(|| Fate::Rejected(Problem::internal("no result")));
+                    if let Fate::Rejected(p) = &fate {
+                        count_rejection(&state, p);
+                    }
+                    fate.into_item(i)
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "results": items })),
+            )
+                .into_response()
+        }
+        Err(p) => {
+            count_rejection(&state, &p);
+            p.into_response()
+        }
+    }
+}
+
+fn field(name: &str, reason: &str) -> FieldError {
+    FieldError {
+        field: name.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::too_large(limit)
+        } else {
+            Problem::bad_request(format!("the body could not be read: {rejection}"))
+        }
+    })
+}
+
+/// Per-tenant ingress admission (GCRA in this process).
+fn admit(state: &AppState, tenant: &Tenant, cells: usize) -> Result<(), Problem> {
+    let n = NonZeroU32::new(u32::try_from(cells).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+    match state.inner.limiter.check_key_n(&tenant.id, n) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Err(Problem::too_many(wait.as_secs_f64().ceil() as u64))
+        }
+        // More cells than the burst can ever hold: the batch is too big
+        // for this tenant's limit at any moment.
+        Err(_) => Err(Problem::too_many(1)),
+    }
+}
+
+fn validate(value: &Value, headers: &HeaderMap) -> Result<Ready, Vec<FieldError>> {
+    let event = parse_event(value, Utc::now())?;
+    let correlation_id = event
+        .event
+        .correlation_id
+        .clone()
+        .or_else(|| {
+            headers
+                .get(headers::CORRELATION_ID)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty() && v.len() <= 255)
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| Uuid::new_v4().to_string());
+    let canonical = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+    Ok(Ready {
+        event,
+        canonical,
+        id: Uuid::nil(),
+        correlation_id,
+    })
+}
+
+/// Reserves the keys, publishes the new events, commits the reservations
+/// of those the broker acked. One fate per event, in order.
+async fn accept(
+    state: &AppState,
+    tenant: &Tenant,
+    mut ready: Vec<Ready>,
+) -> Result<Vec<Fate>, Problem> {
+    let ctx = state.ctx();
+    for r in &mut ready {
+        r.id = event_id(&tenant.slug, &r.event.event.idempotency_key);
+    }
+    // A key repeated inside one request is decided by its first occurrence.
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    let mut claims = Vec::new();
+    let mut claim_of = Vec::with_capacity(ready.len());
+    for (i, r) in ready.iter().enumerate() {
+        let key = r.event.event.idempotency_key.as_str();
+        match first.get(key) {
+            Some(&j) => claim_of.push(Err(j)),
+            None => {
+                first.insert(key, i);
+                claim_of.push(Ok(claims.len()));
+                claims.push(KeyClaim {
+                    key: key.to_owned(),
+                    event_id: r.id,
+                    body_hash: r.event.body_hash.0.to_vec(),
+                    correlation_id: r.correlation_id.clone(),
+                });
+            }
+        }
+    }
+    let (answers, reservation) = ctx
+        .store
+        .reserve_keys(tenant.id, &claims)
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "key reservation failed");
+            Problem::unavailable("the database cannot take the event now")
+        })?;
+
+    let mut outgoing = Vec::new();
+    let mut outgoing_claim = Vec::new();
+    for (c, answer) in answers.iter().enumerate() {
+        if *answer == Claimed::New {
+            let r = &ready[first[claims[c].key.as_str()]];
+            outgoing.push(Outgoing {
+                subject: ctx
+                    .bus
+                    .ns()
+                    .events_subject(&tenant.slug, &r.event.event.workflow_id),
+                msg_id: r.id.to_string(),
+                correlation_id: Some(r.correlation_id.clone()),
+                headers: vec![(headers::SOURCE, "http".to_owned())],
+                payload: r.canonical.clone(),
+            });
+            outgoing_claim.push(c);
+        }
+    }
+    let published = ctx.bus.publish_many(outgoing).await;
+    let mut failed_keys = Vec::new();
+    let mut publish_ok = vec![true; claims.len()];
+    for (c, result) in outgoing_claim.iter().zip(&published) {
+        if let Err(e) = result {
+            ctx.metrics.publish_failures.inc();
+            warn!(error = %e, key = %claims[*c].key, "publish failed; the key is released");
+            failed_keys.push(claims[*c].key.clone());
+            publish_ok[*c] = false;
+        }
+    }
+    if let Err(e) = reservation.commit(&failed_keys).await {
+        // The events that were published will still be persisted by the
+        // detector; a retry of the request finds them as duplicates.
+        warn!(error = %e, "key reservation commit failed");
+        return Err(Problem::unavailable(
+            "the database cannot take the event now",
+        ));
+    }
+
+    let mut fates = Vec::with_capacity(ready.len());
+    for (i, r) in ready.iter().enumerate() {
+        let fate = match claim_of[i] {
+            Ok(c) => match &answers[c] {
+                Claimed::New if publish_ok[c] => {
+                    ctx.metrics
+                        .events_accepted
+                        .get_or_create(&SourceLabels { source: "http" })
+                        .inc();
+                    Fate::Accepted(Accepted {
+                        event_id: r.id,
+                        correlation_id: r.correlation_id.clone(),
+                        duplicate: false,
+                    })
+                }
+                Claimed::New => Fate::Rejected(Problem::unavailable(
+                    "the message broker cannot take the event now; nothing was accepted",
+                )),
+                Claimed::Duplicate {
+                    event_id,
+                    correlation_id,
+                } => duplicate(state, *event_id, correlation_id.clone()),
+                Claimed::Conflict { event_id } => Fate::Rejected(conflict(r, *event_id)),
+            },
+            Err(j) => {
+                if ready[j].event.body_hash == r.event.body_hash {
+                    duplicate(state, ready[j].id, ready[j].correlation_id.clone())
+                } else {
+                    Fate::Rejected(conflict(r, ready[j].id))
+                }
+            }
+        };
+        fates.push(fate);
+    }
+    Ok(fates)
+}
+
+fn duplicate(state: &AppState, event_id: Uuid, correlation_id: String) -> Fate {
+    state
+        .ctx()
+        .metrics
+        .events_duplicate
+        .get_or_create(&SourceLabels { source: "http" })
+        .inc();
+    Fate::Duplicate(Accepted {
+        event_id,
+        correlation_id,
+        duplicate: true,
+    })
+}
+
+fn conflict(r: &Ready, first: Uuid) -> Problem {
+    Problem::conflict(format!(
+        "idempotency key {:?} was already used for event {first} with a different body",
+        r.event.event.idempotency_key
+    ))
+}
+
+fn count_rejection(state: &AppState, p: &Problem) {
+    let reason = match p.status {
+        400 => "malformed_json",
+        401 => "unauthorized",
+        409 => "key_reused",
+        413 => "too_large",
+        422 => "invalid_fields",
+        429 => "rate_limited",
+        503 => "unavailable",
+        _ => "other",
+    };
+    state
+        .ctx()
+        .metrics
+        .events_rejected
+        .get_or_create(&RejectLabels {
+            source: "http",
+            reason,
+        })
+        .inc();
+}

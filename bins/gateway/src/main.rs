@@ -1,0 +1,28 @@
+//! The gateway as its own process.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Accepts workflow events over HTTP and serves the operations API.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (default: config/awfdrs.yaml when present).
+    #[arg(long, env = "AWFDRS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen address (overrides AWFDRS_HTTP_ADDR and the file).
+    #[arg(long)]
+    http: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let overrides: Vec<(&str, String)> = cli.http.into_iter().map(|a| ("http.addr", a)).collect();
+    let config = awfdrs_config::Config::from_process_env(cli.config.as_deref(), &overrides)?;
+    awfdrs_telemetry::init_logging(config.telemetry.log_format);
+    let ctx = awfdrs_runtime::Context::connect(config).await?;
+    let shutdown = awfdrs_runtime::shutdown_token();
+    awfdrs_gateway::run(ctx, shutdown).await
+}

@@ -1,0 +1,122 @@
+//! The operations API: incidents, scoped to the caller's tenant.
+
+use awfdrs_store::{IncidentFilter, StoreError};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{AppState, Problem, auth};
+
+/// Query of `GET /api/v1/incidents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    status: Option<String>,
+    workflow_id: Option<String>,
+    vendor: Option<String>,
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+const STATUSES: [&str; 4] = ["NEW", "ANALYZING", "ACTIONED", "RESOLVED"];
+
+pub(crate) async fn list_incidents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        let tenant = auth::tenant(&state, &headers).await?;
+        let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
+        if let Some(s) = &q.status {
+            if !STATUSES.contains(&s.as_str()) {
+                return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
+                    field: "status".into(),
+                    reason: format!("must be one of {}", STATUSES.join(", ")),
+                }]));
+            }
+        }
+        let limit = q.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
+                field: "limit".into(),
+                reason: "must be between 1 and 500".into(),
+            }]));
+        }
+        let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+        let page = state
+            .ctx()
+            .store
+            .list_incidents(&IncidentFilter {
+                tenant: Some(tenant.id),
+                status: q.status,
+                workflow_id: q.workflow_id,
+                vendor: q.vendor,
+                after,
+                limit,
+            })
+            .await
+            .map_err(store_problem)?;
+        Ok::<_, Problem>(axum::Json(json!({
+            "items": page.items,
+            "next_cursor": page.next.map(encode_cursor),
+        })))
+    }
+    .await;
+    result.into_response()
+}
+
+pub(crate) async fn get_incident(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        let tenant = auth::tenant(&state, &headers).await?;
+        let id =
+            Uuid::parse_str(&id).map_err(|_| Problem::not_found(format!("no incident {id:?}")))?;
+        let detail = state
+            .ctx()
+            .store
+            .incident(Some(tenant.id), id)
+            .await
+            .map_err(store_problem)?;
+        let mut body =
+            serde_json::to_value(&detail).map_err(|e| Problem::internal(e.to_string()))?;
+        if let Some(o) = body.as_object_mut() {
+            // Filled by the analyzer and the coordinator.
+            o.entry("decisions").or_insert_with(|| json!([]));
+            o.entry("actions").or_insert_with(|| json!([]));
+        }
+        Ok::<_, Problem>(axum::Json(body))
+    }
+    .await;
+    result.into_response()
+}
+
+fn store_problem(e: StoreError) -> Problem {
+    match e {
+        StoreError::NotFound => Problem::not_found("no such incident"),
+        e if e.is_transient() => Problem::unavailable("the database cannot be reached"),
+        e => Problem::internal(e.to_string()),
+    }
+}
+
+fn encode_cursor((at, id): (DateTime<Utc>, Uuid)) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
+}
+
+fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
+    let bad = || Problem::bad_request("invalid cursor");
+    let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (micros, id) = text.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
+}
