@@ -30,6 +30,7 @@ fn failure(key: &str, workflow: &str, step: &str, vendor: &str, code: &str, stat
 pub async fn run(config: Config, url: Option<String>) -> anyhow::Result<()> {
     let base = url.unwrap_or_else(|| format!("http://{}", config.http.addr));
     let store = Store::connect(&config.database.url, 2, Duration::from_secs(5)).await?;
+    store.migrate().await?;
     let ns = Namespace::new(config.namespace.clone()).map_err(anyhow::Error::msg)?;
     let bus = Bus::connect(
         &config.nats.url,

@@ -37,7 +37,9 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         nak_base: Duration::from_millis(c.consumer.nak_base_ms),
         nak_max: Duration::from_millis(c.consumer.nak_max_ms),
     };
-    let relay = tokio::spawn(relay::sweep(ctx.clone(), shutdown.clone()));
+    // The relay stops with the consumer, without stopping anything else.
+    let relay_stop = shutdown.child_token();
+    let relay = tokio::spawn(relay::sweep(ctx.clone(), relay_stop.clone()));
     let handler = Arc::new(DetectorHandler::new(ctx.clone()));
     let result = awfdrs_bus::consumer::run(
         ctx.bus.clone(),
@@ -47,7 +49,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         shutdown.clone(),
     )
     .await;
-    shutdown.cancel();
+    relay_stop.cancel();
     let _ = relay.await;
     info!("detector stopped");
     Ok(result?)

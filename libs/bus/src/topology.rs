@@ -131,6 +131,51 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// How many messages the events stream holds (tools and tests).
+    ///
+    /// # Errors
+    /// When the stream cannot be read.
+    pub async fn events_stored(&self) -> Result<u64, BusError> {
+        let name = self.ns().events_stream();
+        let mut stream = self
+            .js()
+            .get_stream(&name)
+            .await
+            .map_err(|e| BusError::Topology(format!("stream {name}: {e}")))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| BusError::Topology(format!("stream {name}: {e}")))?;
+        Ok(info.state.messages)
+    }
+
+    /// Messages of `stage` not yet acknowledged or not yet delivered.
+    ///
+    /// # Errors
+    /// When the consumer cannot be read.
+    pub async fn consumer_backlog(&self, stage: Stage) -> Result<u64, BusError> {
+        let ns = self.ns();
+        let (stream_name, name) = match stage {
+            Stage::Detector => (ns.events_stream(), ns.consumer(stage)),
+        };
+        let stream = self
+            .js()
+            .get_stream(&stream_name)
+            .await
+            .map_err(|e| BusError::Topology(format!("stream {stream_name}: {e}")))?;
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer(&name)
+            .await
+            .map_err(|e| BusError::Topology(format!("consumer {name}: {e}")))?;
+        let info = consumer
+            .info()
+            .await
+            .map_err(|e| BusError::Topology(format!("consumer {name}: {e}")))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+}
+
 fn base_stream(replicas: usize) -> stream::Config {
     stream::Config {
         retention: RetentionPolicy::Limits,
