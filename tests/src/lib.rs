@@ -77,7 +77,10 @@ impl World {
         env.insert("NATS_URL".into(), nats_url());
         env.insert("AWFDRS_NAMESPACE".into(), self.namespace.clone());
         env.insert("AWFDRS_HTTP_ADDR".into(), "127.0.0.1:0".into());
-        env.insert("AWFDRS__TELEMETRY__METRICS_ADDR".into(), "127.0.0.1:0".into());
+        env.insert(
+            "AWFDRS__TELEMETRY__METRICS_ADDR".into(),
+            "127.0.0.1:0".into(),
+        );
         env.insert("AWFDRS__DATABASE__MAX_CONNECTIONS".into(), "8".into());
         env.insert("AWFDRS__CONSUMER__NAK_BASE_MS".into(), "50".into());
         env.insert("AWFDRS__CONSUMER__NAK_MAX_MS".into(), "500".into());
@@ -165,7 +168,10 @@ impl System {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// POSTs JSON to `path` with `key`.
@@ -219,7 +225,9 @@ pub async fn cleanup(ctx: &Context, world: &World) {
     let admin: PgConnectOptions = database_url().parse().unwrap();
     if let Ok(mut conn) = admin.database("postgres").connect().await {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", world.database);
-        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await;
     }
 }
 

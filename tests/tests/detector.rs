@@ -39,7 +39,11 @@ async fn the_same_key_through_nats_and_http_is_one_event() {
 
     // NATS first, then HTTP: the gateway answers with the detector's event.
     let first = failure("via-nats", "checkout", "payment_timeout");
-    sys.ctx.bus.publish(nats_event(&sys, "acme", &first, None)).await.unwrap();
+    sys.ctx
+        .bus
+        .publish(nats_event(&sys, "acme", &first, None))
+        .await
+        .unwrap();
     eventually(WAIT, "the NATS event persisted", || async {
         (sys.rows("events", tenant.id).await == 1).then_some(())
     })
@@ -57,7 +61,11 @@ async fn the_same_key_through_nats_and_http_is_one_event() {
     let second = failure("via-http", "checkout", "payment_timeout");
     let (status, _) = sys.post("/api/v1/events", &key, &second).await;
     assert_eq!(status, 202);
-    sys.ctx.bus.publish(nats_event(&sys, "acme", &second, None)).await.unwrap();
+    sys.ctx
+        .bus
+        .publish(nats_event(&sys, "acme", &second, None))
+        .await
+        .unwrap();
     eventually(WAIT, "the detector saw both copies", || async {
         (sys.ctx.bus.consumer_backlog(Stage::Detector).await.unwrap() == 0
             && sys.ctx.bus.events_stored().await.unwrap() == 3)
@@ -112,11 +120,18 @@ async fn a_tenant_cannot_read_another_tenants_incidents() {
     let (_, a_key) = sys.tenant("acme").await;
     let (_, b_key) = sys.tenant("globex").await;
     let (status, _) = sys
-        .post("/api/v1/events", &a_key, &failure("k", "checkout", "payment_timeout"))
+        .post(
+            "/api/v1/events",
+            &a_key,
+            &failure("k", "checkout", "payment_timeout"),
+        )
         .await;
     assert_eq!(status, 202);
     let id = eventually(WAIT, "acme's incident", || async {
-        incidents(&sys, &a_key).await.first().map(|i| i["id"].as_str().unwrap().to_owned())
+        incidents(&sys, &a_key)
+            .await
+            .first()
+            .map(|i| i["id"].as_str().unwrap().to_owned())
     })
     .await;
 
@@ -135,10 +150,19 @@ async fn a_tenant_cannot_read_another_tenants_incidents() {
 async fn unprocessable_nats_messages_are_dead_lettered_with_their_reason() {
     let sys = System::start(&[]).await;
     let (tenant, _) = sys.tenant("acme").await;
-    let mut dlq = sys.ctx.bus.subscribe(sys.ns().dlq(Stage::Detector)).await.unwrap();
+    let mut dlq = sys
+        .ctx
+        .bus
+        .subscribe(sys.ns().dlq(Stage::Detector))
+        .await
+        .unwrap();
     let ns = sys.ns().clone();
     let cases: Vec<(String, Bytes, &str)> = vec![
-        (ns.events_subject("acme", "checkout"), Bytes::from_static(b"{oops"), "malformed JSON"),
+        (
+            ns.events_subject("acme", "checkout"),
+            Bytes::from_static(b"{oops"),
+            "malformed JSON",
+        ),
         (
             ns.events_subject("acme", "checkout"),
             Bytes::from(json!({"idempotency_key": "x", "workflow_id": "checkout"}).to_string()),
@@ -170,7 +194,10 @@ async fn unprocessable_nats_messages_are_dead_lettered_with_their_reason() {
     }
     let mut reasons = Vec::new();
     for _ in &cases {
-        let m = tokio::time::timeout(WAIT, dlq.next()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(WAIT, dlq.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(m.header(headers::CORRELATION_ID), Some("corr-dlq"));
         assert!(m.header(headers::DLQ_SUBJECT).is_some());
         reasons.push((
@@ -192,7 +219,10 @@ async fn unprocessable_nats_messages_are_dead_lettered_with_their_reason() {
     .await;
     assert_eq!(sys.rows("events", tenant.id).await, 0);
     let metrics = sys.ctx.metrics.render();
-    assert!(metrics.contains("awfdrs_messages_dead_lettered_total"), "{metrics}");
+    assert!(
+        metrics.contains("awfdrs_messages_dead_lettered_total"),
+        "{metrics}"
+    );
     sys.stop().await;
 }
 

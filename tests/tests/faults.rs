@@ -65,9 +65,11 @@ async fn sigkill_mid_batch_then_restart_persists_every_event_exactly_once() {
 
     let mut child = detector(&world, &extra);
     let pool = ctx.store.pool().clone();
-    eventually(Duration::from_secs(60), "the detector to be mid-way", || async {
-        (count(&pool, "SELECT count(*) FROM events").await >= 500).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the detector to be mid-way",
+        || async { (count(&pool, "SELECT count(*) FROM events").await >= 500).then_some(()) },
+    )
     .await;
     child.start_kill().unwrap();
     let status = child.wait().await.unwrap();
@@ -76,9 +78,11 @@ async fn sigkill_mid_batch_then_restart_persists_every_event_exactly_once() {
     assert!(at_kill < 5000, "the kill came too late to test anything");
 
     let mut child = detector(&world, &extra);
-    eventually(Duration::from_secs(90), "all 5,000 events persisted", || async {
-        (count(&pool, "SELECT count(*) FROM events").await == 5000).then_some(())
-    })
+    eventually(
+        Duration::from_secs(90),
+        "all 5,000 events persisted",
+        || async { (count(&pool, "SELECT count(*) FROM events").await == 5000).then_some(()) },
+    )
     .await;
     eventually(Duration::from_secs(30), "every message settled", || async {
         (ctx.bus.consumer_backlog(Stage::Detector).await.unwrap() == 0).then_some(())
@@ -91,10 +95,17 @@ async fn sigkill_mid_batch_then_restart_persists_every_event_exactly_once() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(total, 4000, "event_count must count each failure exactly once");
+    assert_eq!(
+        total, 4000,
+        "event_count must count each failure exactly once"
+    );
     assert_eq!(count(&pool, "SELECT count(*) FROM incidents").await, 8);
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM (SELECT DISTINCT id FROM events) e").await,
+        count(
+            &pool,
+            "SELECT count(*) FROM (SELECT DISTINCT id FROM events) e"
+        )
+        .await,
         5000
     );
     child.start_kill().unwrap();

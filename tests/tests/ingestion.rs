@@ -9,9 +9,21 @@ use awfdrs_tests::{System, eventually, failure};
 use serde_json::json;
 
 async fn assert_nothing_accepted(sys: &System, tenant: uuid::Uuid) {
-    assert_eq!(sys.rows("ingest_keys", tenant).await, 0, "a key was reserved");
-    assert_eq!(sys.rows("events", tenant).await, 0, "an event was persisted");
-    assert_eq!(sys.ctx.bus.events_stored().await.unwrap(), 0, "an event was published");
+    assert_eq!(
+        sys.rows("ingest_keys", tenant).await,
+        0,
+        "a key was reserved"
+    );
+    assert_eq!(
+        sys.rows("events", tenant).await,
+        0,
+        "an event was persisted"
+    );
+    assert_eq!(
+        sys.ctx.bus.events_stored().await.unwrap(),
+        0,
+        "an event was published"
+    );
 }
 
 #[tokio::test]
@@ -21,18 +33,30 @@ async fn rejected_requests_get_their_status_and_leave_nothing_behind() {
 
     // 401: no key, a malformed header, an unknown key.
     let (status, body) = sys
-        .post_raw("/api/v1/events", None, failure("k", "checkout", "x").to_string().into())
+        .post_raw(
+            "/api/v1/events",
+            None,
+            failure("k", "checkout", "x").to_string().into(),
+        )
         .await;
     assert_eq!(status, 401);
     assert_eq!(body["status"], 401);
     let (status, _) = sys
-        .post("/api/v1/events", "awf_not_a_key", &failure("k", "checkout", "x"))
+        .post(
+            "/api/v1/events",
+            "awf_not_a_key",
+            &failure("k", "checkout", "x"),
+        )
         .await;
     assert_eq!(status, 401);
 
     // 400: not JSON.
     let (status, body) = sys
-        .post_raw("/api/v1/events", Some(&key), b"{\"idempotency_key\": ".to_vec())
+        .post_raw(
+            "/api/v1/events",
+            Some(&key),
+            b"{\"idempotency_key\": ".to_vec(),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["type"], "/problems/malformed-request");
@@ -55,7 +79,14 @@ async fn rejected_requests_get_their_status_and_leave_nothing_behind() {
         .iter()
         .map(|e| e["field"].as_str().unwrap())
         .collect();
-    for f in ["idempotency_key", "workflow_id", "occurred_at", "error.code", "attempt", "metadata"] {
+    for f in [
+        "idempotency_key",
+        "workflow_id",
+        "occurred_at",
+        "error.code",
+        "attempt",
+        "metadata",
+    ] {
         assert!(fields.contains(&f), "{f} not named in {fields:?}");
     }
 
@@ -67,7 +98,9 @@ async fn rejected_requests_get_their_status_and_leave_nothing_behind() {
     assert_eq!(body["type"], "/problems/body-too-large");
 
     // 422 for a batch that is too big, and per-item 422 inside a batch.
-    let items: Vec<_> = (0..501).map(|i| failure(&format!("b{i}"), "checkout", "x")).collect();
+    let items: Vec<_> = (0..501)
+        .map(|i| failure(&format!("b{i}"), "checkout", "x"))
+        .collect();
     let (status, _) = sys.post("/api/v1/events/batch", &key, &json!(items)).await;
     assert_eq!(status, 422);
 
@@ -108,7 +141,10 @@ async fn accepted_events_are_published_once_and_duplicates_answer_with_the_first
     })
     .await;
     let (status, again) = sys.post("/api/v1/events", &key, &event).await;
-    assert_eq!((status, again["event_id"].as_str()), (200, Some(id.as_str())));
+    assert_eq!(
+        (status, again["event_id"].as_str()),
+        (200, Some(id.as_str()))
+    );
 
     // Same key, different body: 409.
     let mut changed = event.clone();
@@ -149,7 +185,10 @@ async fn a_batch_answers_per_item() {
         .map(|r| r["status"].as_u64().unwrap())
         .collect();
     assert_eq!(statuses, [202, 200, 409, 422, 200]);
-    assert_eq!(body["results"][3]["error"]["errors"][0]["field"], "workflow_id");
+    assert_eq!(
+        body["results"][3]["error"]["errors"][0]["field"],
+        "workflow_id"
+    );
 
     eventually(Duration::from_secs(20), "two events persisted", || async {
         (sys.rows("events", tenant.id).await == 2).then_some(())
@@ -188,12 +227,18 @@ async fn the_tenant_ingress_limit_answers_429_with_retry_after() {
     assert!(retry_after.is_some_and(|s| s >= 1), "Retry-After missing");
     // The limit is per tenant: another tenant is not held back.
     let (status, _) = sys
-        .post("/api/v1/events", &other_key, &failure("k0", "checkout", "x"))
+        .post(
+            "/api/v1/events",
+            &other_key,
+            &failure("k0", "checkout", "x"),
+        )
         .await;
     assert_eq!(status, 202);
-    eventually(Duration::from_secs(20), "the admitted events persisted", || async {
-        (sys.rows("events", tenant.id).await == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the admitted events persisted",
+        || async { (sys.rows("events", tenant.id).await == 2).then_some(()) },
+    )
     .await;
     assert_eq!(sys.rows("ingest_keys", tenant.id).await, 2);
     sys.stop().await;
@@ -224,7 +269,12 @@ async fn health_ready_and_metrics_answer() {
     let (_, key) = sys.tenant("acme").await;
     sys.post("/api/v1/events", &key, &json!({})).await;
     for path in ["/api/v1/health", "/api/v1/ready"] {
-        let r = sys.http.get(format!("{}{path}", sys.base)).send().await.unwrap();
+        let r = sys
+            .http
+            .get(format!("{}{path}", sys.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status().as_u16(), 200, "{path}");
     }
     let text = sys
@@ -236,7 +286,13 @@ async fn health_ready_and_metrics_answer() {
         .text()
         .await
         .unwrap();
-    assert!(text.contains("awfdrs_events_rejected_total{source=\"http\",reason=\"invalid_fields\"} 1"), "{text}");
-    assert!(text.contains("awfdrs_http_request_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("awfdrs_events_rejected_total{source=\"http\",reason=\"invalid_fields\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("awfdrs_http_request_seconds_bucket"),
+        "{text}"
+    );
     sys.stop().await;
 }

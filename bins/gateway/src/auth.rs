@@ -42,10 +42,10 @@ pub(crate) async fn tenant(state: &AppState, headers: &HeaderMap) -> Result<Tena
             Problem::unauthorized("the Authorization header is not `Bearer <api key>`")
         })?;
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-    if let Some((tenant, at)) = state.inner.keys.0.get(&digest) {
-        if at.elapsed() < KEY_TTL {
-            return Ok(tenant);
-        }
+    if let Some((tenant, at)) = state.inner.keys.0.get(&digest)
+        && at.elapsed() < KEY_TTL
+    {
+        return Ok(tenant);
     }
     match state.ctx().store.tenant_by_api_key(key).await {
         Ok(Some(tenant)) => {

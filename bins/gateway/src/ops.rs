@@ -34,13 +34,13 @@ pub(crate) async fn list_incidents(
     let result = async {
         let tenant = auth::tenant(&state, &headers).await?;
         let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
-        if let Some(s) = &q.status {
-            if !STATUSES.contains(&s.as_str()) {
-                return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
-                    field: "status".into(),
-                    reason: format!("must be one of {}", STATUSES.join(", ")),
-                }]));
-            }
+        if let Some(s) = &q.status
+            && !STATUSES.contains(&s.as_str())
+        {
+            return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
+                field: "status".into(),
+                reason: format!("must be one of {}", STATUSES.join(", ")),
+            }]));
         }
         let limit = q.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {

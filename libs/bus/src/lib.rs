@@ -67,7 +67,7 @@ impl Bus {
         publish_timeout: Duration,
     ) -> Result<Self, BusError> {
         let client = async_nats::ConnectOptions::new()
-            .name(&format!("awfdrs-{}", ns.as_str()))
+            .name(format!("awfdrs-{}", ns.as_str()))
             .connection_timeout(connect_timeout)
             .max_reconnects(None)
             .event_callback(|event| async move {
