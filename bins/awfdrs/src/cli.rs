@@ -40,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TenantsCommand,
     },
+    /// Manage operator (admin) keys, which see every tenant.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Read incidents.
     Incidents {
         #[command(subcommand)]
@@ -70,6 +75,17 @@ pub enum TenantsCommand {
     Create { slug: String },
     /// List tenants.
     List,
+    /// Set (or rotate) the tenant's Standard Webhooks signing secret and print it.
+    WebhookSecret { slug: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin key and print it (alone, on stdout).
+    CreateKey {
+        #[arg(long, default_value = "operator")]
+        label: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +134,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenants { command } => crate::ops::tenants(load(file, None)?, command).await,
+        Command::Admin { command } => crate::ops::admin(load(file, None)?, command).await,
         Command::Incidents { command } => crate::ops::incidents(load(file, None)?, command).await,
         Command::Rules {
             command: RulesCommand::Check { dir },

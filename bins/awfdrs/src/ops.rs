@@ -3,7 +3,7 @@
 use awfdrs_config::Config;
 use awfdrs_store::{IncidentFilter, Store};
 
-use crate::cli::{IncidentsCommand, TenantsCommand};
+use crate::cli::{AdminCommand, IncidentsCommand, TenantsCommand};
 
 async fn store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(
@@ -28,12 +28,34 @@ pub async fn tenants(config: Config, command: TenantsCommand) -> anyhow::Result<
             println!("{key}");
             eprintln!("tenant {slug} created; the key is shown once and stored only as a hash");
         }
+        TenantsCommand::WebhookSecret { slug } => {
+            let secret = awfdrs_gateway::webhook::new_secret();
+            store
+                .set_webhook_secret(&slug, &secret)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {slug}: {e}"))?;
+            println!("{secret}");
+            eprintln!(
+                "sign webhooks with this secret (Standard Webhooks) and name the tenant in X-Awfdrs-Tenant: {slug}"
+            );
+        }
         TenantsCommand::List => {
             for t in store.tenants().await? {
                 println!("{}\t{}", t.slug, t.id);
             }
         }
     }
+    Ok(())
+}
+
+/// `awfdrs admin ...`
+pub async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = store(&config).await?;
+    let AdminCommand::CreateKey { label } = command;
+    let key = awfdrs_domain::new_api_key();
+    store.create_admin_key(&label, &key).await?;
+    println!("{key}");
+    eprintln!("admin key {label:?} created; it sees every tenant");
     Ok(())
 }
 

@@ -97,9 +97,9 @@ pub(crate) async fn single(
 ) -> Response {
     let limit = state.ctx().config.http.body_limit_bytes;
     let result = async {
-        let tenant = auth::tenant(&state, &headers).await?;
-        admit(&state, &tenant, 1)?;
         let body = body_bytes(body, limit)?;
+        let tenant = auth::tenant(&state, &headers, &body).await?;
+        admit(&state, &tenant, 1)?;
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
         let ready = validate(&value, &headers).map_err(Problem::invalid)?;
@@ -130,8 +130,8 @@ pub(crate) async fn batch(
     let http = &state.ctx().config.http;
     let (limit, max_items) = (http.batch_body_limit_bytes, http.max_batch_items);
     let result = async {
-        let tenant = auth::tenant(&state, &headers).await?;
         let body = body_bytes(body, limit)?;
+        let tenant = auth::tenant(&state, &headers, &body).await?;
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
         let items = match value {

@@ -11,6 +11,7 @@ mod auth;
 mod ingest;
 mod ops;
 mod problem;
+pub mod webhook;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -32,7 +32,7 @@ pub(crate) async fn list_incidents(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        let tenant = auth::tenant(&state, &headers).await?;
+        let caller = auth::caller(&state, &headers).await?;
         let Query(q) = query.map_err(|e| Problem::bad_request(e.body_text()))?;
         if let Some(s) = &q.status
             && !STATUSES.contains(&s.as_str())
@@ -54,7 +54,7 @@ pub(crate) async fn list_incidents(
             .ctx()
             .store
             .list_incidents(&IncidentFilter {
-                tenant: Some(tenant.id),
+                tenant: caller.scope(),
                 status: q.status,
                 workflow_id: q.workflow_id,
                 vendor: q.vendor,
@@ -78,13 +78,13 @@ pub(crate) async fn get_incident(
     Path(id): Path<String>,
 ) -> Response {
     let result = async {
-        let tenant = auth::tenant(&state, &headers).await?;
+        let caller = auth::caller(&state, &headers).await?;
         let id =
             Uuid::parse_str(&id).map_err(|_| Problem::not_found(format!("no incident {id:?}")))?;
         let detail = state
             .ctx()
             .store
-            .incident(Some(tenant.id), id)
+            .incident(caller.scope(), id)
             .await
             .map_err(store_problem)?;
         let mut body =

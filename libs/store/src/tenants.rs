@@ -69,6 +69,65 @@ impl Store {
         )
     }
 
+    /// Sets (or rotates) the tenant's Standard Webhooks signing secret.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is no such tenant.
+    pub async fn set_webhook_secret(&self, slug: &str, secret: &str) -> Result<(), StoreError> {
+        let res = sqlx::query("UPDATE tenants SET webhook_secret = $2 WHERE slug = $1")
+            .bind(slug)
+            .bind(secret)
+            .execute(&self.pool)
+            .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The tenant with `slug` and its webhook signing secret, if it has one.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn tenant_webhook_secret(
+        &self,
+        slug: &str,
+    ) -> Result<Option<(Tenant, String)>, StoreError> {
+        let row: Option<(Uuid, String, Option<String>)> =
+            sqlx::query_as("SELECT id, slug, webhook_secret FROM tenants WHERE slug = $1")
+                .bind(slug)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(id, slug, secret)| secret.map(|s| (Tenant { id, slug }, s))))
+    }
+
+    /// Creates an admin key (stored only as its hash).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn create_admin_key(&self, label: &str, api_key: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO admin_keys (id, key_hash, label) VALUES ($1, $2, $3)")
+            .bind(Uuid::now_v7())
+            .bind(key_hash(api_key))
+            .bind(label)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `api_key` is an admin key.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn is_admin_key(&self, api_key: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admin_keys WHERE key_hash = $1)")
+                .bind(key_hash(api_key))
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Every tenant, by slug.
     ///
     /// # Errors
