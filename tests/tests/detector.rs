@@ -283,3 +283,28 @@ async fn successes_of_the_step_resolve_and_a_failure_within_the_window_reopens()
     );
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn events_are_append_only() {
+    let sys = System::start(&[]).await;
+    let (tenant, key) = sys.tenant("acme").await;
+    let (status, _) = sys
+        .post("/api/v1/events", &key, &failure("k", "checkout", "x"))
+        .await;
+    assert_eq!(status, 202);
+    eventually(WAIT, "the event persisted", || async {
+        (sys.rows("events", tenant.id).await == 1).then_some(())
+    })
+    .await;
+    let pool = sys.ctx.store.pool();
+    for sql in [
+        "UPDATE events SET workflow_id = 'other'",
+        "DELETE FROM events",
+        "TRUNCATE events CASCADE",
+    ] {
+        let err = sqlx::query(sql).execute(pool).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(sys.rows("events", tenant.id).await, 1);
+    sys.stop().await;
+}
