@@ -85,6 +85,10 @@ impl World {
         env.insert("AWFDRS__CONSUMER__NAK_BASE_MS".into(), "50".into());
         env.insert("AWFDRS__CONSUMER__NAK_MAX_MS".into(), "500".into());
         env.insert("AWFDRS__DETECTOR__OUTBOX_SWEEP_MS".into(), "100".into());
+        env.insert(
+            "AWFDRS__RULES__DIR".into(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config/rules").into(),
+        );
         for (k, v) in extra {
             env.insert((*k).into(), (*v).into());
         }

@@ -19,6 +19,10 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
         http = %ctx.config.http.addr, namespace = %ctx.config.namespace,
         nats = %ctx.bus.server_version(), "awfdrs up"
     );
+    // Rules reload on file change and SIGHUP; an invalid reload keeps the
+    // last good rules.
+    let _watcher = awfdrs_rules::spawn_watcher(ctx.rules.clone(), shutdown.clone())
+        .map_err(|e| anyhow::anyhow!("watching {}: {e}", ctx.rules.dir().display()))?;
     let mut tasks = JoinSet::new();
     tasks.spawn(awfdrs_gateway::run(ctx.clone(), shutdown.clone()));
     tasks.spawn(awfdrs_detector::run(ctx.clone(), shutdown.clone()));
@@ -45,6 +49,8 @@ pub async fn worker(config: Config, name: Worker) -> anyhow::Result<()> {
     let ctx = Context::connect(config).await?;
     let shutdown = shutdown_token();
     let grace = ctx.config.shutdown.grace();
+    let _watcher = awfdrs_rules::spawn_watcher(ctx.rules.clone(), shutdown.clone())
+        .map_err(|e| anyhow::anyhow!("watching {}: {e}", ctx.rules.dir().display()))?;
     let work = async {
         match name {
             Worker::Gateway => awfdrs_gateway::run(ctx.clone(), shutdown.clone()).await,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use awfdrs_bus::{Bus, Namespace, topology::ConsumerSettings};
 use awfdrs_config::Config;
+use awfdrs_rules::RulesHandle;
 use awfdrs_store::Store;
 use awfdrs_telemetry::Metrics;
 use axum::routing::get;
@@ -26,6 +27,8 @@ pub struct Context {
     pub store: Store,
     pub bus: Bus,
     pub metrics: Arc<Metrics>,
+    /// The rules, swapped whole on reload.
+    pub rules: Arc<RulesHandle>,
 }
 
 impl Context {
@@ -34,6 +37,9 @@ impl Context {
     /// # Errors
     /// When either cannot be reached.
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        let rules = RulesHandle::load(&config.rules.dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| format!("loading rules from {}", config.rules.dir))?;
         let store = Store::connect(
             &config.database.url,
             config.database.max_connections,
@@ -62,6 +68,7 @@ impl Context {
             store,
             bus,
             metrics: Arc::new(Metrics::new()),
+            rules: Arc::new(rules),
         })
     }
 
