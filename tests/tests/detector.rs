@@ -308,3 +308,44 @@ async fn events_are_append_only() {
     assert_eq!(sys.rows("events", tenant.id).await, 1);
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_code_with_open_after_opens_its_incident_only_at_the_nth_failure() {
+    // config/rules/error_codes.yaml: gateway_timeout opens after 3 in 5m.
+    let sys = System::start(&[]).await;
+    let (tenant, key) = sys.tenant("acme").await;
+    for i in 0..2 {
+        let (status, _) = sys
+            .post(
+                "/api/v1/events",
+                &key,
+                &failure(&format!("g{i}"), "checkout", "gateway_timeout"),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    eventually(WAIT, "two failures persisted", || async {
+        (sys.rows("events", tenant.id).await == 2).then_some(())
+    })
+    .await;
+    assert!(
+        incidents(&sys, &key).await.is_empty(),
+        "opened before the third failure"
+    );
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("g2", "checkout", "gateway_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let items = eventually(WAIT, "the incident", || async {
+        let items = incidents(&sys, &key).await;
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["event_count"], 3, "the held-back failures count");
+    sys.stop().await;
+}

@@ -112,6 +112,13 @@ impl DetectorHandler {
         let signature = failure
             .then(|| error.map(|e| Signature::compute(tenant, workflow, &e.code)))
             .flatten();
+        let open_after = error.filter(|_| failure).and_then(|e| {
+            let rules = self.ctx.rules.current();
+            rules
+                .error_code(&e.code)
+                .open_after
+                .map(|o| (i64::from(o.count), o.within.as_secs_f64()))
+        });
         Prepared::Event(Box::new(NewEvent {
             id,
             tenant_id,
@@ -140,6 +147,7 @@ impl DetectorHandler {
             metadata: event
                 .metadata
                 .map(|m| serde_json::Value::Object(m).to_string()),
+            open_after,
         }))
     }
 

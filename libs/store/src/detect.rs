@@ -33,6 +33,9 @@ pub struct NewEvent {
     pub body_hash: Vec<u8>,
     pub source: &'static str,
     pub metadata: Option<String>,
+    /// For failures whose rule says so: open an incident only once this many
+    /// failures of the signature fall within this many seconds.
+    pub open_after: Option<(i64, f64)>,
 }
 
 /// Settings of the incident rules applied in the batch.
@@ -100,6 +103,7 @@ struct SignatureGroup {
     first_seen: DateTime<Utc>,
     last_seen: DateTime<Utc>,
     correlation_id: String,
+    open_after: Option<(i64, f64)>,
 }
 
 const INSERT_EVENTS: &str = "
@@ -180,6 +184,19 @@ SET success_streak = i.success_streak + hits.n,
 FROM hits
 WHERE i.id = hits.id
 RETURNING i.id, i.tenant_id, i.status, (SELECT status FROM incidents p WHERE p.id = i.id) AS before";
+
+const HELD_BACK: &str = "
+SELECT u.tenant_id, u.signature,
+    EXISTS (SELECT 1 FROM incidents i
+            WHERE i.tenant_id = u.tenant_id AND i.signature = u.signature
+              AND i.status <> 'RESOLVED') AS open,
+    (SELECT count(*) FROM events e
+     WHERE e.tenant_id = u.tenant_id AND e.signature = u.signature
+       AND e.occurred_at > u.since) AS recent,
+    (SELECT min(e.occurred_at) FROM events e
+     WHERE e.tenant_id = u.tenant_id AND e.signature = u.signature
+       AND e.occurred_at > u.since) AS first
+FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(tenant_id, signature, since)";
 
 const TRANSITIONS: &str = "
 INSERT INTO incident_transitions (tenant_id, incident_id, from_status, to_status, actor, reason)
@@ -293,7 +310,8 @@ impl Store {
         }
         out.inserted.sort_unstable();
 
-        let groups = group_failures(batch, &out.inserted);
+        let mut groups = group_failures(batch, &out.inserted);
+        apply_open_after(&mut tx, &mut groups).await?;
         if !groups.is_empty() {
             let (tenants, sigs): (Vec<Uuid>, Vec<String>) = groups
                 .iter()
@@ -412,6 +430,62 @@ impl Store {
     }
 }
 
+/// Holds back the groups whose rule opens an incident only after N
+/// failures in a window, while there is no open incident and fewer than N
+/// failures (counting those just persisted) fall in the window; a group
+/// that reaches N opens its incident with all of them counted.
+///
+/// Two detectors each holding part of the N-th failure may both hold back;
+/// the next failure of the signature then opens the incident.
+async fn apply_open_after(
+    tx: &mut sqlx::PgConnection,
+    groups: &mut Vec<SignatureGroup>,
+) -> Result<(), StoreError> {
+    let gated: Vec<&SignatureGroup> = groups.iter().filter(|g| g.open_after.is_some()).collect();
+    if gated.is_empty() {
+        return Ok(());
+    }
+    let since: Vec<DateTime<Utc>> = gated
+        .iter()
+        .map(|g| {
+            let secs = g.open_after.map_or(0.0, |o| o.1);
+            g.last_seen - chrono::Duration::milliseconds((secs * 1000.0) as i64)
+        })
+        .collect();
+    let rows: Vec<(Uuid, String, bool, i64, Option<DateTime<Utc>>)> = sqlx::query_as(HELD_BACK)
+        .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
+        .bind(
+            gated
+                .iter()
+                .map(|g| g.signature.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+    let state: BTreeMap<(Uuid, String), (bool, i64, Option<DateTime<Utc>>)> = rows
+        .into_iter()
+        .map(|(t, s, open, recent, first)| ((t, s), (open, recent, first)))
+        .collect();
+    groups.retain_mut(|g| {
+        let Some((needed, _)) = g.open_after else {
+            return true;
+        };
+        match state.get(&(g.tenant_id, g.signature.clone())) {
+            Some((true, _, _)) | None => true,
+            Some((false, recent, first)) if *recent >= needed => {
+                g.count = *recent;
+                if let Some(first) = first {
+                    g.first_seen = g.first_seen.min(*first);
+                }
+                true
+            }
+            Some(_) => false,
+        }
+    });
+    Ok(())
+}
+
 async fn write_transitions(
     tx: &mut sqlx::PgConnection,
     opened: &[OpenedIncident],
@@ -487,6 +561,7 @@ fn group_failures(batch: &DetectBatch, inserted: &[usize]) -> Vec<SignatureGroup
                 first_seen: e.occurred_at,
                 last_seen: e.occurred_at,
                 correlation_id: e.correlation_id.clone(),
+                open_after: e.open_after,
             });
         g.count += 1;
         g.first_seen = g.first_seen.min(e.occurred_at);
