@@ -430,6 +430,9 @@ impl Store {
     }
 }
 
+/// The earliest failure in an `open_after` window, if any.
+type FirstSeen = Option<DateTime<Utc>>;
+
 /// Holds back the groups whose rule opens an incident only after N
 /// failures in a window, while there is no open incident and fewer than N
 /// failures (counting those just persisted) fall in the window; a group
@@ -452,7 +455,7 @@ async fn apply_open_after(
             g.last_seen - chrono::Duration::milliseconds((secs * 1000.0) as i64)
         })
         .collect();
-    let rows: Vec<(Uuid, String, bool, i64, Option<DateTime<Utc>>)> = sqlx::query_as(HELD_BACK)
+    let rows: Vec<(Uuid, String, bool, i64, FirstSeen)> = sqlx::query_as(HELD_BACK)
         .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
         .bind(
             gated
@@ -463,7 +466,7 @@ async fn apply_open_after(
         .bind(since)
         .fetch_all(&mut *tx)
         .await?;
-    let state: BTreeMap<(Uuid, String), (bool, i64, Option<DateTime<Utc>>)> = rows
+    let state: BTreeMap<(Uuid, String), (bool, i64, FirstSeen)> = rows
         .into_iter()
         .map(|(t, s, open, recent, first)| ((t, s), (open, recent, first)))
         .collect();
