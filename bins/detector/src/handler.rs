@@ -323,12 +323,15 @@ impl DetectorHandler {
     ) {
         let metrics = &self.ctx.metrics;
         for &i in &done.inserted {
-            metrics
-                .events_accepted
-                .get_or_create(&SourceLabels {
-                    source: events.events[i].source,
-                })
-                .inc();
+            let source = SourceLabels {
+                source: events.events[i].source,
+            };
+            metrics.events_persisted.get_or_create(&source).inc();
+            // The gateway counted what it accepted; NATS events are
+            // accepted here.
+            if source.source == "nats" {
+                metrics.events_accepted.get_or_create(&source).inc();
+            }
         }
         for &i in &done.duplicates {
             metrics

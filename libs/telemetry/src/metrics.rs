@@ -64,6 +64,7 @@ pub struct Metrics {
     registry: Registry,
     pub events_accepted: Family<SourceLabels, Counter>,
     pub events_duplicate: Family<SourceLabels, Counter>,
+    pub events_persisted: Family<SourceLabels, Counter>,
     pub events_rejected: Family<RejectLabels, Counter>,
     pub messages: Family<ConsumerOutcomeLabels, Counter>,
     pub messages_redelivered: Family<ConsumerLabels, Counter>,
@@ -92,6 +93,7 @@ impl Metrics {
         let m = Self {
             events_accepted: Family::default(),
             events_duplicate: Family::default(),
+            events_persisted: Family::default(),
             events_rejected: Family::default(),
             messages: Family::default(),
             messages_redelivered: Family::default(),
@@ -115,6 +117,11 @@ impl Metrics {
             "events_duplicate",
             "Events recognised as duplicates of an accepted event, by source",
             m.events_duplicate.clone(),
+        );
+        registry.register(
+            "events_persisted",
+            "Events written to the database by the detector, by source",
+            m.events_persisted.clone(),
         );
         registry.register(
             "events_rejected",
