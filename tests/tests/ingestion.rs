@@ -303,7 +303,11 @@ async fn signed_webhooks_are_accepted_and_bad_signatures_refused() {
     let sys = System::start(&[]).await;
     let (tenant, _) = sys.tenant("acme").await;
     let secret = webhook::new_secret();
-    sys.ctx.store.set_webhook_secret("acme", &secret).await.unwrap();
+    sys.ctx
+        .store
+        .set_webhook_secret("acme", &secret)
+        .await
+        .unwrap();
     let body = failure("signed-1", "checkout", "payment_timeout").to_string();
     let now = chrono::Utc::now().timestamp();
     let send = |sig: String, ts: i64, tenant: &'static str| {
@@ -320,11 +324,31 @@ async fn signed_webhooks_are_accepted_and_bad_signatures_refused() {
     let good = webhook::sign(&secret, "msg_1", now, body.as_bytes()).unwrap();
     let old = webhook::sign(&secret, "msg_1", now - 600, body.as_bytes()).unwrap();
     let other = webhook::sign(&webhook::new_secret(), "msg_1", now, body.as_bytes()).unwrap();
-    assert_eq!(send(other, now, "acme").await.unwrap().status().as_u16(), 401);
-    assert_eq!(send(old, now - 600, "acme").await.unwrap().status().as_u16(), 401);
-    assert_eq!(send(good.clone(), now, "globex").await.unwrap().status().as_u16(), 401);
+    assert_eq!(
+        send(other, now, "acme").await.unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(
+        send(old, now - 600, "acme")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        send(good.clone(), now, "globex")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
     assert_eq!(sys.rows("ingest_keys", tenant.id).await, 0);
-    assert_eq!(send(good, now, "acme").await.unwrap().status().as_u16(), 202);
+    assert_eq!(
+        send(good, now, "acme").await.unwrap().status().as_u16(),
+        202
+    );
     assert_eq!(sys.rows("ingest_keys", tenant.id).await, 1);
     sys.stop().await;
 }
@@ -337,16 +361,24 @@ async fn an_admin_key_sees_every_tenant_but_cannot_ingest() {
     let admin = awfdrs_domain::new_api_key();
     sys.ctx.store.create_admin_key("ops", &admin).await.unwrap();
     for key in [&a, &b] {
-        let (status, _) = sys.post("/api/v1/events", key, &failure("k", "checkout", "x")).await;
+        let (status, _) = sys
+            .post("/api/v1/events", key, &failure("k", "checkout", "x"))
+            .await;
         assert_eq!(status, 202);
     }
-    let (status, _) = sys.post("/api/v1/events", &admin, &failure("k2", "checkout", "x")).await;
+    let (status, _) = sys
+        .post("/api/v1/events", &admin, &failure("k2", "checkout", "x"))
+        .await;
     assert_eq!(status, 401);
-    eventually(Duration::from_secs(20), "both tenants' incidents", || async {
-        let (status, body) = sys.get("/api/v1/incidents", &admin).await;
-        assert_eq!(status, 200);
-        (body["items"].as_array().unwrap().len() == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "both tenants' incidents",
+        || async {
+            let (status, body) = sys.get("/api/v1/incidents", &admin).await;
+            assert_eq!(status, 200);
+            (body["items"].as_array().unwrap().len() == 2).then_some(())
+        },
+    )
     .await;
     sys.stop().await;
 }
