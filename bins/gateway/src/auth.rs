@@ -63,7 +63,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
 /// 401 when the key is missing or unknown; 503 when the database is down.
 pub(crate) async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Problem> {
     let key = bearer(headers)?.ok_or_else(|| {
-        Problem::unauthorized("missing Authorization header; send `Authorization: Bearer <api key>`")
+        Problem::unauthorized(
+            "missing Authorization header; send `Authorization: Bearer <api key>`",
+        )
     })?;
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     if let Some((caller, at)) = state.inner.keys.0.get(&digest)

@@ -33,7 +33,10 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Strin
     let mut mac = Hmac::<Sha256>::new_from_slice(&key(secret)?).map_err(|_| "bad key")?;
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(body);
-    Ok(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+    Ok(format!(
+        "v1,{}",
+        STANDARD.encode(mac.finalize().into_bytes())
+    ))
 }
 
 /// Verifies a signed message at time `now` (Unix seconds).
@@ -80,7 +83,17 @@ mod tests {
         let secret = new_secret();
         let sig = sign(&secret, "msg_1", 1_000_000, b"{}").expect("sign");
         assert!(verify(&secret, "msg_1", "1000000", b"{}", &sig, 1_000_100).is_ok());
-        assert!(verify(&secret, "msg_1", "1000000", b"{}", &format!("v1,AAAA {sig}"), 1_000_000).is_ok());
+        assert!(
+            verify(
+                &secret,
+                "msg_1",
+                "1000000",
+                b"{}",
+                &format!("v1,AAAA {sig}"),
+                1_000_000
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -99,6 +112,16 @@ mod tests {
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         let body = br#"{"test": 2432232314}"#;
         let sig = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
-        assert!(verify(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, sig, 1_614_265_330).is_ok());
+        assert!(
+            verify(
+                secret,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "1614265330",
+                body,
+                sig,
+                1_614_265_330
+            )
+            .is_ok()
+        );
     }
 }
