@@ -4,11 +4,13 @@
 //! tenant. It knows nothing of NATS: messages to publish after a commit are
 //! written to the outbox as rows, and the caller's relay publishes them.
 
+mod bench;
 mod detect;
 mod error;
 mod incidents;
 mod ingest;
 mod outbox;
+mod safety;
 mod tenants;
 
 use std::time::Duration;
@@ -16,11 +18,16 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+pub use bench::{BareRow, BenchDatabase, BenchTally};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident};
 pub use error::StoreError;
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
 pub use outbox::OutboxRow;
+pub use safety::{
+    AttemptReservation, BreakerTransitionRow, NewBreakerTransition, NewRetryAttempt,
+    RetryAttemptCounts, RetryScope,
+};
 pub use tenants::Tenant;
 
 /// The embedded migrations (`migrations/` at the workspace root).

@@ -8,7 +8,8 @@
 mod metrics;
 
 pub use metrics::{
-    ConsumerLabels, ConsumerOutcomeLabels, HttpLabels, Metrics, RejectLabels, SourceLabels,
+    BreakerTransitionLabels, BucketLabels, ConsumerLabels, ConsumerOutcomeLabels, HardLimitLabels,
+    HttpLabels, Metrics, RateLimitLabels, RejectLabels, SourceLabels,
 };
 
 use awfdrs_config::LogFormat;

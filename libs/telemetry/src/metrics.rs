@@ -40,6 +40,33 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// A breaker transition: the vendor and the states.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerTransitionLabels {
+    pub vendor: String,
+    pub from: &'static str,
+    pub to: &'static str,
+}
+
+/// A JetStream KV bucket (its name without the namespace).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabels {
+    pub bucket: &'static str,
+}
+
+/// A rate limit's scope (`tenant`, `vendor`) and its answer (`allow`, `deny`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    pub scope: &'static str,
+    pub outcome: &'static str,
+}
+
+/// A hard retry limit, by its config key name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HardLimitLabels {
+    pub limit: &'static str,
+}
+
 /// Latency buckets in seconds, from 0.5 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -78,6 +105,11 @@ pub struct Metrics {
     pub incidents_resolved: Counter,
     pub outbox_published: Counter,
     pub publish_failures: Counter,
+    pub breaker_transitions: Family<BreakerTransitionLabels, Counter>,
+    pub breaker_transition_record_failures: Counter,
+    pub kv_cas_conflicts: Family<BucketLabels, Counter>,
+    pub rate_limit_decisions: Family<RateLimitLabels, Counter>,
+    pub hard_limits_exceeded: Family<HardLimitLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -106,6 +138,11 @@ impl Metrics {
             incidents_resolved: Counter::default(),
             outbox_published: Counter::default(),
             publish_failures: Counter::default(),
+            breaker_transitions: Family::default(),
+            breaker_transition_record_failures: Counter::default(),
+            kv_cas_conflicts: Family::default(),
+            rate_limit_decisions: Family::default(),
+            hard_limits_exceeded: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -182,6 +219,31 @@ impl Metrics {
             "publish_failures",
             "Publishes that failed or timed out",
             m.publish_failures.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker state changes written by this process, by vendor and states",
+            m.breaker_transitions.clone(),
+        );
+        registry.register(
+            "breaker_transition_record_failures",
+            "Breaker transitions written to KV but not recorded in PostgreSQL",
+            m.breaker_transition_record_failures.clone(),
+        );
+        registry.register(
+            "kv_cas_conflicts",
+            "KV compare-and-set writes lost to a concurrent writer and recomputed, by bucket",
+            m.kv_cas_conflicts.clone(),
+        );
+        registry.register(
+            "rate_limit_decisions",
+            "Retry rate limit checks, by scope and outcome",
+            m.rate_limit_decisions.clone(),
+        );
+        registry.register(
+            "hard_limits_exceeded",
+            "Retries refused by a hard limit, by limit",
+            m.hard_limits_exceeded.clone(),
         );
         Self { registry, ..m }
     }

@@ -1,0 +1,220 @@
+//! What `awfdrs bench` needs from PostgreSQL, and nothing else uses: a
+//! throw-away database per run, the bare table of the raw ceiling, and
+//! reading back when a tenant's events were committed.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// A database created for one benchmark run, on the server of the
+/// configured `DATABASE_URL`; dropped at the end of the run.
+#[derive(Debug, Clone)]
+pub struct BenchDatabase {
+    admin: PgConnectOptions,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    /// Creates an empty database `awfdrs_bench_<random>` next to the one
+    /// `server_url` names (not migrated).
+    ///
+    /// # Errors
+    /// When the URL is invalid or the database cannot be created.
+    pub async fn create(server_url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = server_url.parse()?;
+        let admin = options.clone().database("postgres");
+        // Made of hex digits only, so safe to splice into the statement.
+        let name = format!(
+            "awfdrs_bench_{}",
+            &Uuid::new_v4().simple().to_string()[..12]
+        );
+        let mut conn = admin.connect().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let url = options.database(&name).to_url_lossy().to_string();
+        Ok(Self { admin, name, url })
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drops the database, closing whatever connections are still open.
+    ///
+    /// # Errors
+    /// When the server refuses.
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
+        let mut conn: PgConnection = self.admin.connect().await?;
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        Ok(())
+    }
+}
+
+/// One message of the raw ceiling: its stream sequence, subject and payload.
+#[derive(Debug, Clone, Copy)]
+pub struct BareRow<'a> {
+    pub stream_seq: u64,
+    pub subject: &'a str,
+    pub payload: &'a [u8],
+}
+
+/// A tenant's events and incidents after a run.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchTally {
+    pub events: i64,
+    pub failures: i64,
+    pub incidents: i64,
+    /// The sum of the incidents' `event_count`: equals `failures` when every
+    /// failure was counted exactly once.
+    pub incident_events: i64,
+}
+
+impl Store {
+    /// The server's version (`server_version`).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_server_version(&self) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Creates the raw ceiling's table: no keys, no indexes, no triggers.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_create_bare_table(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS bench_bare (
+                 stream_seq bigint NOT NULL,
+                 subject    text   NOT NULL,
+                 payload    bytea  NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Inserts a batch into the bare table: one statement, one implicit
+    /// transaction, one commit.
+    ///
+    /// # Errors
+    /// On database failure; nothing is written then.
+    pub async fn bench_insert_bare(&self, rows: &[BareRow<'_>]) -> Result<(), StoreError> {
+        let seqs: Vec<i64> = rows
+            .iter()
+            .map(|r| i64::try_from(r.stream_seq).unwrap_or(i64::MAX))
+            .collect();
+        let subjects: Vec<&str> = rows.iter().map(|r| r.subject).collect();
+        let payloads: Vec<&[u8]> = rows.iter().map(|r| r.payload).collect();
+        sqlx::query(
+            "INSERT INTO bench_bare (stream_seq, subject, payload)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bytea[])",
+        )
+        .bind(seqs)
+        .bind(subjects)
+        .bind(payloads)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Rows in the bare table.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_bare_rows(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM bench_bare")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Drops the bare table.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_drop_bare_table(&self) -> Result<(), StoreError> {
+        sqlx::query("DROP TABLE IF EXISTS bench_bare")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The `received_at` of the tenant's latest event by `occurred_at`: one
+    /// step down an index, cheap enough to ask every few milliseconds.
+    /// `received_at` is its transaction's start time; one detector commits
+    /// its batches one after another, so seeing it means that batch and
+    /// every batch that started earlier have committed.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_commit_frontier(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT received_at FROM events WHERE tenant_id = $1
+             ORDER BY occurred_at DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// `(occurred_at, received_at)` of every event of the tenant.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_event_times(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT occurred_at, received_at FROM events WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// What the tenant's events became.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_tally(&self, tenant: Uuid) -> Result<BenchTally, StoreError> {
+        let (events, failures, incidents, incident_events): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM events WHERE tenant_id = $1),
+                        (SELECT count(*) FROM events WHERE tenant_id = $1
+                             AND signature IS NOT NULL),
+                        (SELECT count(*) FROM incidents WHERE tenant_id = $1),
+                        (SELECT COALESCE(sum(event_count), 0)::bigint FROM incidents
+                             WHERE tenant_id = $1)",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BenchTally {
+            events,
+            failures,
+            incidents,
+            incident_events,
+        })
+    }
+}
