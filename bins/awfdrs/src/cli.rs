@@ -45,6 +45,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Vendor circuit breakers: list, reset, or force open (the kill switch).
+    Breakers {
+        #[command(subcommand)]
+        command: BreakersCommand,
+    },
     /// Read incidents.
     Incidents {
         #[command(subcommand)]
@@ -77,6 +82,25 @@ pub enum TenantsCommand {
     List,
     /// Set (or rotate) the tenant's Standard Webhooks signing secret and print it.
     WebhookSecret { slug: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakersCommand {
+    /// Every breaker: vendors in the rules and vendors seen.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close a vendor's breaker and clear its window.
+    Reset { vendor: String },
+    /// Force a vendor's breaker open until a reset: no retry reaches it.
+    Open {
+        vendor: String,
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +158,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenants { command } => crate::ops::tenants(load(file, None)?, command).await,
+        Command::Breakers { command } => crate::ops::breakers(load(file, None)?, command).await,
         Command::Admin { command } => crate::ops::admin(load(file, None)?, command).await,
         Command::Incidents { command } => crate::ops::incidents(load(file, None)?, command).await,
         Command::Rules {

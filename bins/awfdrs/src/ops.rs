@@ -3,7 +3,7 @@
 use awfdrs_config::Config;
 use awfdrs_store::{IncidentFilter, Store};
 
-use crate::cli::{AdminCommand, IncidentsCommand, TenantsCommand};
+use crate::cli::{AdminCommand, BreakersCommand, IncidentsCommand, TenantsCommand};
 
 async fn store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(
@@ -42,6 +42,70 @@ pub async fn tenants(config: Config, command: TenantsCommand) -> anyhow::Result<
         TenantsCommand::List => {
             for t in store.tenants().await? {
                 println!("{}\t{}", t.slug, t.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `awfdrs breakers ...`
+pub async fn breakers(config: Config, command: BreakersCommand) -> anyhow::Result<()> {
+    let ctx = awfdrs_runtime::Context::connect(config).await?;
+    ctx.prepare().await?;
+    let breakers = awfdrs_guard::Breakers::open(
+        &ctx.bus,
+        ctx.store.clone(),
+        ctx.rules.clone(),
+        ctx.metrics.clone(),
+        awfdrs_guard::BreakerOptions::new(format!("cli-{}", std::process::id())),
+    )
+    .await?;
+    let actor = format!(
+        "operator:{}",
+        std::env::var("USER").unwrap_or_else(|_| "cli".to_owned())
+    );
+    let fail = |e: awfdrs_guard::GuardError| anyhow::anyhow!("{e}");
+    match command {
+        BreakersCommand::List { json } => {
+            let items = breakers.list(awfdrs_guard::now());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&items)?);
+                return Ok(());
+            }
+            println!(
+                "{:<16}  {:<9}  {:>7}  {:>6}  {:<20}  UPDATED",
+                "VENDOR", "STATE", "FAILURE", "CALLS", "OPENED"
+            );
+            for b in items {
+                let state = serde_json::to_value(b.state)?;
+                println!(
+                    "{:<16}  {:<9}  {:>6.1}%  {:>6}  {:<20}  {}",
+                    b.vendor,
+                    state.as_str().unwrap_or("?"),
+                    b.failure_rate * 100.0,
+                    b.calls,
+                    b.opened_at
+                        .map_or_else(|| "-".to_owned(), |t| t.format("%F %T").to_string()),
+                    b.updated_at
+                        .map_or_else(|| "never".to_owned(), |t| t.format("%F %T").to_string()),
+                );
+            }
+        }
+        BreakersCommand::Reset { vendor } => {
+            let t = breakers.reset(&vendor, &actor).await.map_err(fail)?;
+            match t {
+                Some(t) => eprintln!("{vendor}: {:?} -> {:?} ({})", t.from, t.to, t.reason),
+                None => eprintln!("{vendor}: already closed"),
+            }
+        }
+        BreakersCommand::Open { vendor, reason } => {
+            let t = breakers
+                .force_open(&vendor, &actor, &reason)
+                .await
+                .map_err(fail)?;
+            match t {
+                Some(t) => eprintln!("{vendor}: {:?} -> {:?} ({})", t.from, t.to, t.reason),
+                None => eprintln!("{vendor}: already forced open"),
             }
         }
     }

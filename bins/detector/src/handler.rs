@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use awfdrs_bus::{Delivery, Handler, Namespace, Outcome};
 use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_event};
+use awfdrs_guard::BreakerFeed;
 use awfdrs_runtime::Context;
 use awfdrs_store::{
     DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident, StoreError,
@@ -27,6 +28,7 @@ const TENANT_CACHE_CAPACITY: usize = 10_000;
 #[derive(Debug)]
 pub struct DetectorHandler {
     ctx: Context,
+    feed: BreakerFeed,
     tenants: quick_cache::sync::Cache<String, Uuid>,
 }
 
@@ -39,9 +41,10 @@ enum Prepared {
 
 impl DetectorHandler {
     /// A handler over `ctx`'s store and bus.
-    pub fn new(ctx: Context) -> Self {
+    pub fn new(ctx: Context, feed: BreakerFeed) -> Self {
         Self {
             ctx,
+            feed,
             tenants: quick_cache::sync::Cache::new(TENANT_CACHE_CAPACITY),
         }
     }
@@ -248,7 +251,7 @@ impl Handler for DetectorHandler {
         };
         match result {
             Ok(done) => {
-                self.settle(&events, &positions, batch, done, &mut outcomes)
+                self.settle(&events, &positions, batch, done, &slugs, &mut outcomes)
                     .await
             }
             Err(e) => {
@@ -282,7 +285,8 @@ impl DetectorHandler {
             match self.commit(&single, slugs).await {
                 Ok(done) => {
                     let mut one = [Outcome::Ack];
-                    self.settle_outcome(&single, &[0], done, &mut one).await;
+                    self.settle_outcome(&single, &[0], done, slugs, &mut one)
+                        .await;
                     outcomes[p] = one[0].clone();
                 }
                 Err(e) if e.is_transient() => outcomes[p] = Outcome::Retry(e.to_string()),
@@ -297,6 +301,7 @@ impl DetectorHandler {
         positions: &[usize],
         batch: &[Delivery],
         done: DetectOutcome,
+        slugs: &HashMap<Uuid, String>,
         outcomes: &mut [Outcome],
     ) {
         let now = Utc::now();
@@ -311,7 +316,8 @@ impl DetectorHandler {
                 })
                 .observe(lag.max(0.0));
         }
-        self.settle_outcome(events, positions, done, outcomes).await;
+        self.settle_outcome(events, positions, done, slugs, outcomes)
+            .await;
     }
 
     async fn settle_outcome(
@@ -319,6 +325,7 @@ impl DetectorHandler {
         events: &DetectBatch,
         positions: &[usize],
         done: DetectOutcome,
+        slugs: &HashMap<Uuid, String>,
         outcomes: &mut [Outcome],
     ) {
         let metrics = &self.ctx.metrics;
@@ -331,6 +338,20 @@ impl DetectorHandler {
             // accepted here.
             if source.source == "nats" {
                 metrics.events_accepted.get_or_create(&source).inc();
+            }
+        }
+        // Vendor outcomes feed the shared breakers; the rules say which
+        // failures are the vendor's fault. Tenants are the sources.
+        let rules = self.ctx.rules.current();
+        for &i in &done.inserted {
+            let e = &events.events[i];
+            let Some(vendor) = &e.vendor else { continue };
+            let source = slugs.get(&e.tenant_id).map_or("", String::as_str);
+            if e.is_success {
+                self.feed.observe_success(vendor, source);
+            } else if let (true, Some(code)) = (e.is_failure, &e.error_code) {
+                self.feed
+                    .observe_failure(vendor, rules.error_code(code), source);
             }
         }
         for &i in &done.duplicates {

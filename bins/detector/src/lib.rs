@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use awfdrs_bus::{ConsumerSpec, Stage};
+use awfdrs_guard::{BreakerFeed, BreakerOptions, Breakers, FeedSettings};
 use awfdrs_runtime::Context;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -37,10 +38,22 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         nak_base: Duration::from_millis(c.consumer.nak_base_ms),
         nak_max: Duration::from_millis(c.consumer.nak_max_ms),
     };
-    // The relay stops with the consumer, without stopping anything else.
-    let relay_stop = shutdown.child_token();
-    let relay = tokio::spawn(relay::sweep(ctx.clone(), relay_stop.clone()));
-    let handler = Arc::new(DetectorHandler::new(ctx.clone()));
+    // The relay and the breaker feed stop after the consumer (the feed
+    // merges what it still holds), without stopping anything else.
+    let after = shutdown.child_token();
+    let relay = tokio::spawn(relay::sweep(ctx.clone(), after.clone()));
+    let breakers = Breakers::open(
+        &ctx.bus,
+        ctx.store.clone(),
+        ctx.rules.clone(),
+        ctx.metrics.clone(),
+        BreakerOptions::new(format!("detector-{}", std::process::id())),
+    )
+    .await?;
+    let watch = breakers.spawn(after.clone());
+    let feed = BreakerFeed::new(breakers, FeedSettings::default());
+    let merge = feed.spawn(after.clone());
+    let handler = Arc::new(DetectorHandler::new(ctx.clone(), feed));
     let result = awfdrs_bus::consumer::run(
         ctx.bus.clone(),
         spec,
@@ -49,8 +62,8 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         shutdown.clone(),
     )
     .await;
-    relay_stop.cancel();
-    let _ = relay.await;
+    after.cancel();
+    let _ = tokio::join!(relay, merge, watch);
     info!("detector stopped");
     Ok(result?)
 }

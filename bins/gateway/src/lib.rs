@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use awfdrs_guard::{BreakerOptions, Breakers};
 use awfdrs_runtime::Context;
 use awfdrs_telemetry::HttpLabels;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -40,13 +41,14 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     ctx: Context,
+    breakers: Breakers,
     limiter: DefaultKeyedRateLimiter<Uuid>,
     keys: auth::KeyCache,
 }
 
 impl AppState {
-    /// The gateway's state over `ctx`.
-    pub fn new(ctx: Context) -> Self {
+    /// The gateway's state over `ctx`, with the shared breakers' view.
+    pub fn new(ctx: Context, breakers: Breakers) -> Self {
         let ingress = &ctx.config.ingress;
         let rate = NonZeroU32::new(ingress.per_tenant_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(ingress.burst).unwrap_or(NonZeroU32::MIN);
@@ -54,6 +56,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
                 keys: auth::KeyCache::new(),
+                breakers,
                 ctx,
             }),
         }
@@ -81,6 +84,8 @@ pub fn router(state: AppState) -> axum::Router {
         )
         .route("/api/v1/incidents", get(ops::list_incidents))
         .route("/api/v1/incidents/{id}", get(ops::get_incident))
+        .route("/api/v1/breakers", get(ops::list_breakers))
+        .route("/api/v1/breakers/{vendor}/reset", post(ops::reset_breaker))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
         .merge(ops)
@@ -99,6 +104,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/events/batch" => "/api/v1/events/batch",
         "/api/v1/incidents" => "/api/v1/incidents",
         "/api/v1/incidents/{id}" => "/api/v1/incidents/{id}",
+        "/api/v1/breakers" => "/api/v1/breakers",
+        "/api/v1/breakers/{vendor}/reset" => "/api/v1/breakers/{vendor}/reset",
         _ => "other",
     };
     state
@@ -135,10 +142,20 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     info!(addr = %listener.local_addr()?, "gateway listening");
-    let app = router(AppState::new(ctx));
+    let breakers = Breakers::open(
+        &ctx.bus,
+        ctx.store.clone(),
+        ctx.rules.clone(),
+        ctx.metrics.clone(),
+        BreakerOptions::new(format!("gateway-{}", std::process::id())),
+    )
+    .await?;
+    let watch = breakers.spawn(shutdown.clone());
+    let app = router(AppState::new(ctx, breakers));
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
+    let _ = watch.await;
     info!("gateway stopped");
     Ok(())
 }

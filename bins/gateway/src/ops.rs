@@ -120,3 +120,50 @@ fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
     Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
 }
+
+pub(crate) async fn list_breakers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let result = async {
+        auth::caller(&state, &headers).await?;
+        let items = state.inner.breakers.list(awfdrs_guard::now());
+        Ok::<_, Problem>(axum::Json(json!({ "items": items, "next_cursor": null })))
+    }
+    .await;
+    result.into_response()
+}
+
+/// Breakers are shared by every tenant, so only an admin key resets one.
+pub(crate) async fn reset_breaker(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(vendor): Path<String>,
+) -> Response {
+    let result = async {
+        let caller = auth::caller(&state, &headers).await?;
+        if caller.scope().is_some() {
+            return Err(Problem::forbidden(
+                "breakers are shared by every tenant: resetting one needs an admin key",
+            ));
+        }
+        if !awfdrs_domain::is_slug(&vendor) {
+            return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
+                field: "vendor".into(),
+                reason: "must be a slug".into(),
+            }]));
+        }
+        let breakers = &state.inner.breakers;
+        breakers.reset(&vendor, "operator:api").await.map_err(|e| {
+            if e.is_transient() {
+                Problem::unavailable(e.to_string())
+            } else {
+                Problem::internal(e.to_string())
+            }
+        })?;
+        let view = breakers
+            .fetch(&vendor)
+            .await
+            .map_err(|e| Problem::unavailable(e.to_string()))?;
+        Ok(axum::Json(view))
+    }
+    .await;
+    result.into_response()
+}
