@@ -113,10 +113,15 @@ impl Config {
             set_path(&mut root, &keys, scalar(value));
         }
 
-        let config = deserialize_sections(&root, &mut errs);
+        let (config, broken) = deserialize_sections(&root, &mut errs);
         if let Some(config) = &config {
+            // Sections that failed to parse were validated with their
+            // defaults; only report what concerns the others.
             for (path, reason) in config.validate() {
-                errs.push(err("config", &path, reason));
+                let section = path.split('.').next().unwrap_or_default();
+                if !broken.contains(&section) {
+                    errs.push(err("config", &path, reason));
+                }
             }
         }
         match config {
@@ -215,10 +220,16 @@ fn set_path(root: &mut Value, keys: &[&str], value: Value) {
 
 /// Deserializes section by section so one bad section does not hide the
 /// problems of another.
-fn deserialize_sections(root: &Value, errs: &mut Vec<ConfigError>) -> Option<Config> {
+/// The configuration, with the sections that did not parse replaced by
+/// their defaults so the rest can still be validated, and those sections.
+fn deserialize_sections(
+    root: &Value,
+    errs: &mut Vec<ConfigError>,
+) -> (Option<Config>, Vec<&'static str>) {
     let Value::Mapping(map) = root else {
-        return None;
+        return (None, Vec::new());
     };
+    let defaults = parse_yaml("defaults", DEFAULTS, &mut Vec::new());
     for key in map.keys() {
         let name = key.as_str().unwrap_or("?");
         if !SECTIONS.contains(&name) {
@@ -229,24 +240,25 @@ fn deserialize_sections(root: &Value, errs: &mut Vec<ConfigError>) -> Option<Con
             ));
         }
     }
-    let before = errs.len();
+    let mut broken = Vec::new();
+    let mut known = Mapping::new();
     for section in SECTIONS {
         let value = map.get(*section).cloned().unwrap_or(Value::Null);
-        check_section(section, value, errs);
+        let before = errs.len();
+        check_section(section, value.clone(), errs);
+        let value = if errs.len() > before {
+            broken.push(*section);
+            defaults.get(*section).cloned().unwrap_or(Value::Null)
+        } else {
+            value
+        };
+        known.insert(Value::String((*section).to_owned()), value);
     }
-    if errs.len() > before {
-        return None;
-    }
-    let known: Mapping = map
-        .iter()
-        .filter(|(k, _)| k.as_str().is_some_and(|k| SECTIONS.contains(&k)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     match serde_yaml::from_value::<Config>(Value::Mapping(known)) {
-        Ok(c) => Some(c),
+        Ok(c) => (Some(c), broken),
         Err(e) => {
             errs.push(err("config", "", e.to_string()));
-            None
+            (None, broken)
         }
     }
 }
@@ -336,6 +348,9 @@ mod tests {
         for needle in ["detector.batch_size", "http", "colour", "bogus"] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
+        // A section that fails to parse does not hide the validation of the
+        // others.
+        assert!(errs.0.iter().any(|e| e.path == "namespace"), "{text}");
     }
 
     #[test]
