@@ -225,6 +225,12 @@ impl System {
 /// Deletes a world's streams and database.
 pub async fn cleanup(ctx: &Context, world: &World) {
     let _ = ctx.bus.delete_streams().await;
+    for bucket in [
+        awfdrs_guard::names::BREAKERS_BUCKET,
+        awfdrs_guard::names::RATELIMITS_BUCKET,
+    ] {
+        let _ = ctx.bus.delete_bucket(bucket).await;
+    }
     ctx.store.pool().close().await;
     let admin: PgConnectOptions = database_url().parse().unwrap();
     if let Ok(mut conn) = admin.database("postgres").connect().await {

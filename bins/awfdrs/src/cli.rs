@@ -66,6 +66,8 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Measure ingestion over NATS and HTTP against this machine's raw ceiling; print figures.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -181,5 +183,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { url } => crate::demo::run(load(file, None)?, url).await,
+        Command::Bench(args) => crate::bench::run(load(file, None)?, args).await,
     }
 }

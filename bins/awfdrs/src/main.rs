@@ -1,6 +1,7 @@
 //! `awfdrs`: every worker in one process (`up`), one worker (`worker`), the
 //! demo, the benchmark and the operator's commands.
 
+mod bench;
 mod cli;
 mod demo;
 mod ops;

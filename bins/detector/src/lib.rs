@@ -54,16 +54,27 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     let feed = BreakerFeed::new(breakers, FeedSettings::default());
     let merge = feed.spawn(after.clone());
     let handler = Arc::new(DetectorHandler::new(ctx.clone(), feed));
-    let result = awfdrs_bus::consumer::run(
-        ctx.bus.clone(),
-        spec,
-        handler,
-        ctx.metrics.clone(),
-        shutdown.clone(),
-    )
-    .await;
+    let mut loops = tokio::task::JoinSet::new();
+    let loops_stop = shutdown.child_token();
+    for _ in 0..c.detector.consumers {
+        loops.spawn(awfdrs_bus::consumer::run(
+            ctx.bus.clone(),
+            spec.clone(),
+            handler.clone(),
+            ctx.metrics.clone(),
+            loops_stop.clone(),
+        ));
+    }
+    let mut result = Ok(());
+    while let Some(joined) = loops.join_next().await {
+        if let Err(e) = joined.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
+            // One loop failing stops the others; the caller decides.
+            loops_stop.cancel();
+            result = result.and(Err(e));
+        }
+    }
     after.cancel();
     let _ = tokio::join!(relay, merge, watch);
     info!("detector stopped");
-    Ok(result?)
+    result
 }

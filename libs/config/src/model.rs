@@ -62,6 +62,7 @@ pub struct IngressConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
+    pub consumers: usize,
     pub batch_size: usize,
     pub linger_ms: u64,
     pub reopen_window_secs: u64,
@@ -204,6 +205,11 @@ impl Config {
             self.ingress.burst >= 1,
             "ingress.burst",
             "must be at least 1",
+        );
+        check(
+            (1..=16).contains(&self.detector.consumers),
+            "detector.consumers",
+            "must be between 1 and 16",
         );
         check(
             (1..=5000).contains(&self.detector.batch_size),

@@ -96,6 +96,15 @@ impl Store {
             .await?)
     }
 
+    /// Refreshes the planner's statistics of every table.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Creates the raw ceiling's table: no keys, no indexes, no triggers.
     ///
     /// # Errors
@@ -157,11 +166,12 @@ impl Store {
         Ok(())
     }
 
-    /// The `received_at` of the tenant's latest event by `occurred_at`: one
-    /// step down an index, cheap enough to ask every few milliseconds.
-    /// `received_at` is its transaction's start time; one detector commits
-    /// its batches one after another, so seeing it means that batch and
-    /// every batch that started earlier have committed.
+    /// The latest transaction start (`received_at`) among the tenant's 32
+    /// latest events by `occurred_at`: a few steps down an index, cheap
+    /// enough to ask every few milliseconds, and blind only to a transaction
+    /// whose events were all sent more than 32 events before the latest.
+    /// One detector commits its batches one after another, so seeing a
+    /// transaction means it and every one that started earlier committed.
     ///
     /// # Errors
     /// On database failure.
@@ -170,12 +180,30 @@ impl Store {
         tenant: Uuid,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT received_at FROM events WHERE tenant_id = $1
-             ORDER BY occurred_at DESC LIMIT 1",
+            "SELECT max(received_at) FROM (
+                 SELECT received_at FROM events WHERE tenant_id = $1
+                 ORDER BY occurred_at DESC LIMIT 32) latest",
         )
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_one(&self.pool)
         .await?)
+    }
+
+    /// The latest transaction start (`received_at`) of all the tenant's
+    /// events: a scan of them, for once at the end.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_last_transaction(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT max(received_at) FROM events WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// `(occurred_at, received_at)` of every event of the tenant.

@@ -185,18 +185,22 @@ FROM hits
 WHERE i.id = hits.id
 RETURNING i.id, i.tenant_id, i.status, (SELECT status FROM incidents p WHERE p.id = i.id) AS before";
 
+/// Gated signatures that could open a first incident: no open incident and
+/// none resolved inside the re-open window (a failure there re-opens it at
+/// once, the flapping guard), so every failure in the window is uncounted.
 const HELD_BACK: &str = "
-SELECT u.tenant_id, u.signature,
-    EXISTS (SELECT 1 FROM incidents i
-            WHERE i.tenant_id = u.tenant_id AND i.signature = u.signature
-              AND i.status <> 'RESOLVED') AS open,
+SELECT u.tenant_id, u.signature, false AS open,
     (SELECT count(*) FROM events e
      WHERE e.tenant_id = u.tenant_id AND e.signature = u.signature
        AND e.occurred_at > u.since) AS recent,
     (SELECT min(e.occurred_at) FROM events e
      WHERE e.tenant_id = u.tenant_id AND e.signature = u.signature
        AND e.occurred_at > u.since) AS first
-FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(tenant_id, signature, since)";
+FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(tenant_id, signature, since)
+WHERE NOT EXISTS (SELECT 1 FROM incidents i
+                  WHERE i.tenant_id = u.tenant_id AND i.signature = u.signature
+                    AND (i.status <> 'RESOLVED'
+                         OR i.resolved_at > now() - make_interval(secs => $4)))";
 
 const TRANSITIONS: &str = "
 INSERT INTO incident_transitions (tenant_id, incident_id, from_status, to_status, actor, reason)
@@ -311,7 +315,7 @@ impl Store {
         out.inserted.sort_unstable();
 
         let mut groups = group_failures(batch, &out.inserted);
-        apply_open_after(&mut tx, &mut groups).await?;
+        apply_open_after(&mut tx, &mut groups, settings.reopen_window_secs).await?;
         if !groups.is_empty() {
             let (tenants, sigs): (Vec<Uuid>, Vec<String>) = groups
                 .iter()
@@ -443,6 +447,7 @@ type FirstSeen = Option<DateTime<Utc>>;
 async fn apply_open_after(
     tx: &mut sqlx::PgConnection,
     groups: &mut Vec<SignatureGroup>,
+    reopen_window_secs: u64,
 ) -> Result<(), StoreError> {
     let gated: Vec<&SignatureGroup> = groups.iter().filter(|g| g.open_after.is_some()).collect();
     if gated.is_empty() {
@@ -464,6 +469,7 @@ async fn apply_open_after(
                 .collect::<Vec<_>>(),
         )
         .bind(since)
+        .bind(reopen_window_secs as f64)
         .fetch_all(&mut *tx)
         .await?;
     let state: BTreeMap<(Uuid, String), (bool, i64, FirstSeen)> = rows

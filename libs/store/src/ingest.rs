@@ -122,17 +122,27 @@ impl Store {
             seen.extend(rows.into_iter().map(|(k, e, h, c)| (k, (e, h, c))));
         }
         if !inserted.is_empty() {
-            // Keys that arrived through NATS, straight to the detector.
-            let new: Vec<&String> = inserted.iter().collect();
-            let rows: Vec<(String, Uuid, Vec<u8>, String)> = sqlx::query_as(
-                "SELECT idempotency_key, id, body_hash, correlation_id FROM events
-                 WHERE tenant_id = $1 AND idempotency_key = ANY($2)",
+            // Keys that arrived through NATS, straight to the detector. The
+            // event id is derived from the tenant and the key, so looking up
+            // by id alone is exact (and uses the unique index whatever the
+            // planner knows of the tenant); the tenant check keeps isolation.
+            let ids: Vec<Uuid> = claims
+                .iter()
+                .filter(|c| inserted.contains(&c.key))
+                .map(|c| c.event_id)
+                .collect();
+            let rows: Vec<(Uuid, String, Uuid, Vec<u8>, String)> = sqlx::query_as(
+                "SELECT tenant_id, idempotency_key, id, body_hash, correlation_id FROM events
+                 WHERE id = ANY($1)",
             )
-            .bind(tenant)
-            .bind(new)
+            .bind(ids)
             .fetch_all(&mut *tx)
             .await?;
-            seen.extend(rows.into_iter().map(|(k, e, h, c)| (k, (e, h, c))));
+            seen.extend(
+                rows.into_iter()
+                    .filter(|r| r.0 == tenant)
+                    .map(|(_, k, e, h, c)| (k, (e, h, c))),
+            );
         }
 
         let mut answers = Vec::with_capacity(claims.len());
