@@ -349,3 +349,47 @@ async fn a_code_with_open_after_opens_its_incident_only_at_the_nth_failure() {
     assert_eq!(items[0]["event_count"], 3, "the held-back failures count");
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_gated_incident_reopened_after_resolution_counts_each_failure_once() {
+    let sys = System::start(&[
+        ("AWFDRS__DETECTOR__AUTO_RESOLVE_SUCCESSES", "2"),
+        ("AWFDRS__DETECTOR__REOPEN_WINDOW_SECS", "3600"),
+    ])
+    .await;
+    let (_, key) = sys.tenant("acme").await;
+    let post = |body: Value| {
+        let sys = &sys;
+        let key = key.clone();
+        async move {
+            let (status, b) = sys.post("/api/v1/events", &key, &body).await;
+            assert_eq!(status, 202, "{b}");
+        }
+    };
+    // gateway_timeout opens after 3 failures in 5 minutes.
+    for i in 0..3 {
+        post(failure(&format!("g{i}"), "checkout", "gateway_timeout")).await;
+    }
+    eventually(WAIT, "the incident with 3 failures", || async {
+        let items = incidents(&sys, &key).await;
+        (items.len() == 1 && items[0]["event_count"] == 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    post(success("s1", "checkout")).await;
+    post(success("s2", "checkout")).await;
+    eventually(WAIT, "auto-resolve", || async {
+        (incidents(&sys, &key).await[0]["status"] == "RESOLVED").then_some(())
+    })
+    .await;
+    post(failure("g3", "checkout", "gateway_timeout")).await;
+    eventually(WAIT, "the re-opened incident", || async {
+        let items = incidents(&sys, &key).await;
+        (items[0]["status"] == "NEW").then_some(())
+    })
+    .await;
+    let items = incidents(&sys, &key).await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["event_count"], 4, "{}", items[0]);
+    sys.stop().await;
+}
