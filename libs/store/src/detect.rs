@@ -202,6 +202,17 @@ WHERE NOT EXISTS (SELECT 1 FROM incidents i
                     AND (i.status <> 'RESOLVED'
                          OR i.resolved_at > now() - make_interval(secs => $4)))";
 
+/// Serialises the `open_after` decision per signature across concurrent
+/// transactions, in (tenant, signature) order so they cannot deadlock: the
+/// second waits for the first to commit and then sees its incident and
+/// events, so neither holds back nor counts a failure twice.
+const LOCK_GATED: &str = "
+SELECT count(pg_advisory_xact_lock(k)) FROM (
+    SELECT hashtextextended(u.tenant_id::text || u.signature, 0) AS k
+    FROM UNNEST($1::uuid[], $2::text[]) AS u(tenant_id, signature)
+    ORDER BY u.tenant_id, u.signature
+) locks";
+
 const TRANSITIONS: &str = "
 INSERT INTO incident_transitions (tenant_id, incident_id, from_status, to_status, actor, reason)
 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])";
@@ -460,6 +471,16 @@ async fn apply_open_after(
             g.last_seen - chrono::Duration::milliseconds((secs * 1000.0) as i64)
         })
         .collect();
+    let _: i64 = sqlx::query_scalar(LOCK_GATED)
+        .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
+        .bind(
+            gated
+                .iter()
+                .map(|g| g.signature.clone())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_one(&mut *tx)
+        .await?;
     let rows: Vec<(Uuid, String, bool, i64, FirstSeen)> = sqlx::query_as(HELD_BACK)
         .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
         .bind(
