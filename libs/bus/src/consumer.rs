@@ -66,6 +66,9 @@ pub trait Handler: Send + Sync + 'static {
     fn handle(&self, batch: &[Delivery]) -> impl Future<Output = Vec<Outcome>> + Send;
 }
 
+/// Pause after a pull error before pulling again.
+const PULL_ERROR_PAUSE: Duration = Duration::from_millis(250);
+
 /// How a stage consumes.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
@@ -130,7 +133,13 @@ pub async fn run<H: Handler>(
                 break;
             }
             Some(Err(e)) => {
-                debug!(consumer = %name, error = %e, "pull error");
+                // A lost heartbeat or a reconnect: the stream recovers by
+                // itself; pause so a persistent failure cannot spin.
+                warn!(consumer = %name, error = %e, "pull error");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(PULL_ERROR_PAUSE) => {}
+                }
                 continue;
             }
             Some(Ok(m)) => batch.extend(delivery(m)),
