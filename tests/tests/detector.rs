@@ -26,6 +26,12 @@ fn nats_event(sys: &System, tenant: &str, event: &Value, msg_id: Option<&str>) -
     }
 }
 
+/// POSTs one event and expects it accepted.
+async fn accept(sys: &System, key: &str, body: Value) {
+    let (status, b) = sys.post("/api/v1/events", key, &body).await;
+    assert_eq!(status, 202, "{b}");
+}
+
 async fn incidents(sys: &System, key: &str) -> Vec<Value> {
     let (status, body) = sys.get("/api/v1/incidents?limit=500", key).await;
     assert_eq!(status, 200, "{body}");
@@ -234,30 +240,22 @@ async fn successes_of_the_step_resolve_and_a_failure_within_the_window_reopens()
     ])
     .await;
     let (_, key) = sys.tenant("acme").await;
-    let post = |body: Value| {
-        let sys = &sys;
-        let key = key.clone();
-        async move {
-            let (status, b) = sys.post("/api/v1/events", &key, &body).await;
-            assert_eq!(status, 202, "{b}");
-        }
-    };
-    post(failure("f1", "checkout", "payment_timeout")).await;
+    accept(&sys, &key, failure("f1", "checkout", "payment_timeout")).await;
     let id = eventually(WAIT, "the incident", || async {
         incidents(&sys, &key).await.first().map(|i| i["id"].clone())
     })
     .await;
     // Successes strictly after the failure.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    post(success("s1", "checkout")).await;
-    post(success("s2", "checkout")).await;
+    accept(&sys, &key, success("s1", "checkout")).await;
+    accept(&sys, &key, success("s2", "checkout")).await;
     eventually(WAIT, "auto-resolve", || async {
         let items = incidents(&sys, &key).await;
         (items[0]["status"] == "RESOLVED").then_some(())
     })
     .await;
 
-    post(failure("f2", "checkout", "payment_timeout")).await;
+    accept(&sys, &key, failure("f2", "checkout", "payment_timeout")).await;
     eventually(WAIT, "the re-opened incident", || async {
         let items = incidents(&sys, &key).await;
         (items.len() == 1 && items[0]["status"] == "NEW" && items[0]["event_count"] == 2)
@@ -358,17 +356,14 @@ async fn a_gated_incident_reopened_after_resolution_counts_each_failure_once() {
     ])
     .await;
     let (_, key) = sys.tenant("acme").await;
-    let post = |body: Value| {
-        let sys = &sys;
-        let key = key.clone();
-        async move {
-            let (status, b) = sys.post("/api/v1/events", &key, &body).await;
-            assert_eq!(status, 202, "{b}");
-        }
-    };
     // gateway_timeout opens after 3 failures in 5 minutes.
     for i in 0..3 {
-        post(failure(&format!("g{i}"), "checkout", "gateway_timeout")).await;
+        accept(
+            &sys,
+            &key,
+            failure(&format!("g{i}"), "checkout", "gateway_timeout"),
+        )
+        .await;
     }
     eventually(WAIT, "the incident with 3 failures", || async {
         let items = incidents(&sys, &key).await;
@@ -376,13 +371,13 @@ async fn a_gated_incident_reopened_after_resolution_counts_each_failure_once() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    post(success("s1", "checkout")).await;
-    post(success("s2", "checkout")).await;
+    accept(&sys, &key, success("s1", "checkout")).await;
+    accept(&sys, &key, success("s2", "checkout")).await;
     eventually(WAIT, "auto-resolve", || async {
         (incidents(&sys, &key).await[0]["status"] == "RESOLVED").then_some(())
     })
     .await;
-    post(failure("g3", "checkout", "gateway_timeout")).await;
+    accept(&sys, &key, failure("g3", "checkout", "gateway_timeout")).await;
     eventually(WAIT, "the re-opened incident", || async {
         let items = incidents(&sys, &key).await;
         (items[0]["status"] == "NEW").then_some(())
