@@ -105,14 +105,8 @@ impl BreakerFeed {
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let held = pending.len();
-        let outcomes = match pending.entry(vendor.to_owned()) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(_) if held >= self.inner.settings.max_vendors => {
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Entry::Vacant(v) => v.insert(Outcomes::default()),
+        let Some(outcomes) = self.slot(&mut pending, vendor.to_owned()) else {
+            return;
         };
         if success {
             outcomes.successes += 1;
@@ -201,20 +195,32 @@ impl BreakerFeed {
         })
     }
 
+    /// The pending outcomes of `vendor`, created if there is room; None
+    /// (and counted as dropped) when `max_vendors` are already held.
+    fn slot<'a>(
+        &self,
+        pending: &'a mut HashMap<String, Outcomes>,
+        vendor: String,
+    ) -> Option<&'a mut Outcomes> {
+        let held = pending.len();
+        match pending.entry(vendor) {
+            Entry::Occupied(o) => Some(o.into_mut()),
+            Entry::Vacant(_) if held >= self.inner.settings.max_vendors => {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Entry::Vacant(v) => Some(v.insert(Outcomes::default())),
+        }
+    }
+
     fn put_back(&self, vendor: String, outcomes: &Outcomes) {
         let mut pending = self
             .inner
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let held = pending.len();
-        let mine = match pending.entry(vendor) {
-            Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(_) if held >= self.inner.settings.max_vendors => {
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Entry::Vacant(v) => v.insert(Outcomes::default()),
+        let Some(mine) = self.slot(&mut pending, vendor) else {
+            return;
         };
         mine.successes = mine.successes.saturating_add(outcomes.successes);
         mine.failures = mine.failures.saturating_add(outcomes.failures);

@@ -15,9 +15,6 @@ pub use metrics::{
 use awfdrs_config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
-/// Header and field name of the correlation id, in logs and NATS headers.
-pub const CORRELATION_FIELD: &str = "correlation_id";
-
 /// Installs the global tracing subscriber. Call once, from a binary.
 /// `RUST_LOG` filters (default `info`); `format` picks JSON or pretty lines.
 pub fn init_logging(format: LogFormat) {
