@@ -110,6 +110,9 @@ impl DetectorHandler {
             .clone()
             .or_else(|| d.correlation_id().map(str::to_owned))
             .unwrap_or_else(|| id.to_string());
+        let reservation = d
+            .header(awfdrs_bus::headers::RESERVATION)
+            .and_then(|r| Uuid::parse_str(r).ok());
         let failure = event.event_type.is_failure();
         let error = event.error.as_ref();
         let signature = failure
@@ -142,11 +145,14 @@ impl DetectorHandler {
             correlation_id,
             signature: signature.map(|s| s.as_str().to_owned()),
             body_hash: body_hash.0.to_vec(),
-            source: if d.header(awfdrs_bus::headers::SOURCE) == Some("http") {
+            // Only a message carrying a gateway reservation came through the
+            // gateway; anyone may publish the source header itself.
+            source: if reservation.is_some() {
                 "http"
             } else {
                 "nats"
             },
+            reservation,
             metadata: event
                 .metadata
                 .map(|m| serde_json::Value::Object(m).to_string()),
@@ -375,6 +381,18 @@ impl DetectorHandler {
                 "idempotency key {:?} was already used with a different body",
                 e.idempotency_key
             ));
+        }
+        for &i in &done.abandoned {
+            // The gateway answered 503 for this publish and the caller may
+            // have sent the event again: acked, not stored.
+            let e = &events.events[i];
+            metrics
+                .events_rejected
+                .get_or_create(&RejectLabels {
+                    source: e.source,
+                    reason: "abandoned_reservation",
+                })
+                .inc();
         }
         for o in &done.opened {
             info!(

@@ -16,3 +16,7 @@ pub const DLQ_DELIVERED: &str = "Awfdrs-Dlq-Delivered";
 pub const DLQ_CONSUMER: &str = "Awfdrs-Dlq-Consumer";
 /// How the event entered AWFDRS (`http` when the gateway published it).
 pub const SOURCE: &str = "Awfdrs-Source";
+/// The gateway's reservation of the event's idempotency key (a UUID), on
+/// the messages it publishes: the detector stores the event only while the
+/// key is still reserved by it.
+pub const RESERVATION: &str = "Awfdrs-Reservation";

@@ -167,6 +167,7 @@ async fn open_incident(store: &Store, slug: &str) -> (Uuid, Uuid) {
         .await
         .unwrap();
     let event = NewEvent {
+        reservation: None,
         id: Uuid::new_v4(),
         tenant_id: tenant.id,
         idempotency_key: format!("{slug}-1"),

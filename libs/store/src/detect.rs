@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::arbiter::{self, Verdict};
 use crate::{Store, StoreError};
 
 /// One validated event to persist.
@@ -32,6 +33,8 @@ pub struct NewEvent {
     pub signature: Option<String>,
     pub body_hash: Vec<u8>,
     pub source: &'static str,
+    /// The gateway's reservation the message carries (HTTP events only).
+    pub reservation: Option<Uuid>,
     pub metadata: Option<String>,
     /// For failures whose rule says so: open an incident only once this many
     /// failures of the signature fall within this many seconds.
@@ -84,6 +87,9 @@ pub struct DetectOutcome {
     pub duplicates: Vec<usize>,
     /// Indexes of events whose key was already persisted with another body.
     pub conflicts: Vec<usize>,
+    /// Indexes of gateway publishes the gateway gave up on (it answered
+    /// 503): not stored.
+    pub abandoned: Vec<usize>,
     pub opened: Vec<OpenedIncident>,
     pub updated_incidents: usize,
     pub resolved: Vec<Uuid>,
@@ -248,9 +254,22 @@ impl Store {
             let (ea, eb) = (&batch.events[a], &batch.events[b]);
             (ea.tenant_id, &ea.idempotency_key).cmp(&(eb.tenant_id, &eb.idempotency_key))
         });
-        let evs: Vec<&NewEvent> = order.iter().map(|&i| &batch.events[i]).collect();
+        let sorted: Vec<&NewEvent> = order.iter().map(|&i| &batch.events[i]).collect();
 
         let mut tx = self.pool.begin().await?;
+        let verdicts = arbiter::settle(&mut tx, &sorted).await?;
+        let mut evs: Vec<&NewEvent> = Vec::with_capacity(sorted.len());
+        let mut kept: Vec<usize> = Vec::with_capacity(sorted.len());
+        for (pos, verdict) in verdicts.into_iter().enumerate() {
+            match verdict {
+                Verdict::Persist => {
+                    evs.push(sorted[pos]);
+                    kept.push(order[pos]);
+                }
+                Verdict::Conflict => out.conflicts.push(order[pos]),
+                Verdict::Abandoned => out.abandoned.push(order[pos]),
+            }
+        }
         let inserted_ids: Vec<Uuid> = sqlx::query_scalar(INSERT_EVENTS)
             .bind(evs.iter().map(|e| e.id).collect::<Vec<_>>())
             .bind(evs.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
@@ -300,7 +319,7 @@ impl Store {
         let mut claimed = HashSet::new();
         let mut seen_ids = Vec::new();
         for (pos, e) in evs.iter().enumerate() {
-            let idx = order[pos];
+            let idx = kept[pos];
             if inserted.contains(&e.id) && claimed.insert(e.id) {
                 out.inserted.push(idx);
             } else {
@@ -324,6 +343,7 @@ impl Store {
             }
         }
         out.inserted.sort_unstable();
+        out.conflicts.sort_unstable();
 
         let mut groups = group_failures(batch, &out.inserted);
         apply_open_after(&mut tx, &mut groups, settings.reopen_window_secs).await?;

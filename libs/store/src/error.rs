@@ -11,6 +11,10 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A concurrent writer changed what the transaction read; trying again
+    /// settles it.
+    #[error("contended: {0}")]
+    Contended(String),
 }
 
 impl StoreError {
@@ -34,6 +38,7 @@ impl StoreError {
                 }),
                 _ => false,
             },
+            Self::Contended(_) => true,
             Self::Migrate(_) | Self::NotFound | Self::Conflict(_) => false,
         }
     }

@@ -3,7 +3,10 @@
 //! Keys are reserved in a transaction that stays open while the events are
 //! published; it commits only once the broker has acked them, and drops the
 //! keys whose publish failed, so a rejected or failed publish leaves nothing
-//! behind. A key stays a duplicate for as long as its row lives, far beyond
+//! behind. Each reservation has an id the message carries; the detector
+//! stores an HTTP event only when the committed row holds that id, so a
+//! publish given up on here (and answered 503) is never stored, even if the
+//! broker took it after all. A key stays a duplicate for as long as its row lives, far beyond
 //! the broker's duplicate window. A concurrent reservation of the same key
 //! waits for this one to finish, so exactly one request wins.
 
@@ -21,6 +24,10 @@ pub struct KeyClaim {
     pub event_id: Uuid,
     pub body_hash: Vec<u8>,
     pub correlation_id: String,
+    /// This reservation's id, which the published message carries (and
+    /// uses as its `Nats-Msg-Id`): the detector stores the event only while
+    /// the key's row holds it.
+    pub reservation: Uuid,
 }
 
 /// What reserving one key found.
@@ -76,8 +83,8 @@ impl Reservation {
 
 impl Store {
     /// Reserves `claims` (distinct keys) for `tenant`; one answer per claim,
-    /// in order. Events that reached the detector straight from NATS with
-    /// the same key count as seen.
+    /// in order. Keys of events that reached the detector straight from NATS
+    /// have their row too, so both paths see each other's keys.
     ///
     /// # Errors
     /// On database failure; nothing is reserved then.
@@ -88,9 +95,11 @@ impl Store {
     ) -> Result<(Vec<Claimed>, Reservation), StoreError> {
         let mut tx = self.pool.begin().await?;
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO ingest_keys (tenant_id, idempotency_key, event_id, body_hash, correlation_id)
-             SELECT $1, k, e, h, c FROM UNNEST($2::text[], $3::uuid[], $4::bytea[], $5::text[])
-                 AS u(k, e, h, c)
+            "INSERT INTO ingest_keys
+                 (tenant_id, idempotency_key, event_id, body_hash, correlation_id, reservation)
+             SELECT $1, k, e, h, c, r
+             FROM UNNEST($2::text[], $3::uuid[], $4::bytea[], $5::text[], $6::uuid[])
+                 AS u(k, e, h, c, r)
              ORDER BY k
              ON CONFLICT DO NOTHING
              RETURNING idempotency_key",
@@ -98,8 +107,19 @@ impl Store {
         .bind(tenant)
         .bind(claims.iter().map(|c| c.key.clone()).collect::<Vec<_>>())
         .bind(claims.iter().map(|c| c.event_id).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.body_hash.clone()).collect::<Vec<_>>())
-        .bind(claims.iter().map(|c| c.correlation_id.clone()).collect::<Vec<_>>())
+        .bind(
+            claims
+                .iter()
+                .map(|c| c.body_hash.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            claims
+                .iter()
+                .map(|c| c.correlation_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(claims.iter().map(|c| c.reservation).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
         let inserted: HashSet<String> = inserted.into_iter().collect();
@@ -111,6 +131,8 @@ impl Store {
             .collect();
         let mut seen: HashMap<String, (Uuid, Vec<u8>, String)> = HashMap::new();
         if !taken.is_empty() {
+            // The INSERT waited for any transaction holding these keys, so
+            // this statement's snapshot sees what that one committed.
             let rows: Vec<(String, Uuid, Vec<u8>, String)> = sqlx::query_as(
                 "SELECT idempotency_key, event_id, body_hash, correlation_id FROM ingest_keys
                  WHERE tenant_id = $1 AND idempotency_key = ANY($2)",
@@ -121,62 +143,22 @@ impl Store {
             .await?;
             seen.extend(rows.into_iter().map(|(k, e, h, c)| (k, (e, h, c))));
         }
-        if !inserted.is_empty() {
-            // Keys that arrived through NATS, straight to the detector. The
-            // event id is derived from the tenant and the key, so looking up
-            // by id alone is exact (and uses the unique index whatever the
-            // planner knows of the tenant); the tenant check keeps isolation.
-            let ids: Vec<Uuid> = claims
-                .iter()
-                .filter(|c| inserted.contains(&c.key))
-                .map(|c| c.event_id)
-                .collect();
-            let rows: Vec<(Uuid, String, Uuid, Vec<u8>, String)> = sqlx::query_as(
-                "SELECT tenant_id, idempotency_key, id, body_hash, correlation_id FROM events
-                 WHERE id = ANY($1)",
-            )
-            .bind(ids)
-            .fetch_all(&mut *tx)
-            .await?;
-            seen.extend(
-                rows.into_iter()
-                    .filter(|r| r.0 == tenant)
-                    .map(|(_, k, e, h, c)| (k, (e, h, c))),
-            );
-        }
 
-        let mut answers = Vec::with_capacity(claims.len());
-        let mut release = Vec::new();
-        for c in claims {
-            answers.push(match seen.get(&c.key) {
+        let answers = claims
+            .iter()
+            .map(|c| match seen.get(&c.key) {
                 None => Claimed::New,
-                Some((event_id, hash, correlation_id)) => {
-                    if inserted.contains(&c.key) {
-                        // Our reservation of a key the detector already has.
-                        release.push(c.key.clone());
-                    }
-                    if *hash == c.body_hash {
-                        Claimed::Duplicate {
-                            event_id: *event_id,
-                            correlation_id: correlation_id.clone(),
-                        }
-                    } else {
-                        Claimed::Conflict {
-                            event_id: *event_id,
-                        }
+                Some((event_id, hash, correlation_id)) if *hash == c.body_hash => {
+                    Claimed::Duplicate {
+                        event_id: *event_id,
+                        correlation_id: correlation_id.clone(),
                     }
                 }
-            });
-        }
-        if !release.is_empty() {
-            sqlx::query(
-                "DELETE FROM ingest_keys WHERE tenant_id = $1 AND idempotency_key = ANY($2)",
-            )
-            .bind(tenant)
-            .bind(&release)
-            .execute(&mut *tx)
-            .await?;
-        }
+                Some((event_id, _, _)) => Claimed::Conflict {
+                    event_id: *event_id,
+                },
+            })
+            .collect();
         Ok((answers, Reservation { tx, tenant }))
     }
 }

@@ -4,6 +4,7 @@
 //! tenant. It knows nothing of NATS: messages to publish after a commit are
 //! written to the outbox as rows, and the caller's relay publishes them.
 
+mod arbiter;
 mod bench;
 mod detect;
 mod error;
