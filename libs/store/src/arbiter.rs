@@ -114,32 +114,24 @@ pub(crate) async fn settle(
         held.extend(rows.into_iter().map(|(t, k, h, r)| ((t, k), (h, r))));
     }
 
-    let mut verdict_of: HashMap<Key, Verdict> = HashMap::new();
+    // Who holds each key now: the row found, or the first claim that took
+    // it. A gateway publish that took a key finds its reservation rolled
+    // back: the row only served to wait for that transaction, and goes.
+    let mut holder: HashMap<Key, Option<(Vec<u8>, Option<Uuid>)>> = HashMap::new();
     let mut release: Vec<Key> = Vec::new();
     for e in &claims {
         let key = (e.tenant_id, e.idempotency_key.clone());
-        let verdict = match (taken.contains(&key), e.reservation, held.get(&key)) {
-            // Nobody held the key: ours, unless this is a gateway publish,
-            // whose reservation must have been committed before it.
-            (true, None, _) => Verdict::Persist,
-            (true, Some(_), _) => {
+        let now_held = if taken.contains(&key) {
+            if e.reservation.is_some() {
                 release.push(key.clone());
-                Verdict::Abandoned
+                None
+            } else {
+                Some((e.body_hash.clone(), None))
             }
-            (false, Some(ours), Some((_, Some(theirs)))) if ours == *theirs => Verdict::Persist,
-            (false, Some(_), _) => Verdict::Abandoned,
-            (false, None, Some((hash, _))) if *hash == e.body_hash => Verdict::Persist,
-            (false, None, Some(_)) => Verdict::Conflict,
-            // Held a moment ago and gone now: only an abandoned reservation
-            // is ever removed, so the key is free; the next delivery takes it.
-            (false, None, None) => {
-                return Err(StoreError::Contended(format!(
-                    "idempotency key {:?} changed hands during the batch",
-                    e.idempotency_key
-                )));
-            }
+        } else {
+            held.get(&key).cloned()
         };
-        verdict_of.insert(key, verdict);
+        holder.insert(key, now_held);
     }
     if !release.is_empty() {
         let (tenants, keys): (Vec<Uuid>, Vec<String>) = release.into_iter().unzip();
@@ -150,18 +142,22 @@ pub(crate) async fn settle(
             .await?;
     }
 
-    Ok(evs
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
+    evs.iter()
+        .map(|e| {
             let key = (e.tenant_id, e.idempotency_key.clone());
-            let verdict = verdict_of.get(&key).copied().unwrap_or(Verdict::Conflict);
-            let repeat_of = first.get(&key).copied().unwrap_or(i);
-            if repeat_of == i || evs[repeat_of].body_hash == e.body_hash {
-                verdict
-            } else {
-                Verdict::Conflict
+            match (e.reservation, holder.get(&key).cloned().flatten()) {
+                // A gateway publish is stored only under its own reservation.
+                (Some(ours), Some((_, Some(theirs)))) if ours == theirs => Ok(Verdict::Persist),
+                (Some(_), _) => Ok(Verdict::Abandoned),
+                (None, Some((hash, _))) if hash == e.body_hash => Ok(Verdict::Persist),
+                (None, Some(_)) => Ok(Verdict::Conflict),
+                // Held a moment ago and gone now (a released reservation):
+                // the key is free; the next delivery takes it.
+                (None, None) => Err(StoreError::Contended(format!(
+                    "idempotency key {:?} changed hands during the batch",
+                    e.idempotency_key
+                ))),
             }
         })
-        .collect())
+        .collect()
 }
