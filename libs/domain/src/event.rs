@@ -2,6 +2,11 @@
 //!
 //! Validation works on the parsed JSON value rather than through serde's
 //! derive so that every invalid field is reported at once, each by name.
+//! An event that passes can be stored as it is: no string holds a NUL
+//! (which PostgreSQL's `text` and `jsonb` refuse), `metadata` is bounded in
+//! size and depth, and the correlation id is safe in a header and a log.
+//! Names taken from the input (unknown fields, metadata keys) appear in
+//! errors escaped and cut short, so an error is itself safe to log.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,11 +14,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::slug::is_slug;
+use crate::text::{NUL_REASON, check_correlation_id, has_nul, printable_prefix};
+
+mod metadata;
+
+pub use metadata::{MAX_METADATA_BYTES, MAX_METADATA_DEPTH};
 
 /// How far in the future `occurred_at` may lie (clock skew allowance).
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
-/// Largest serialized `metadata` object.
-pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Largest `error.message`.
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 4 * 1024;
 
@@ -105,7 +113,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -121,16 +129,26 @@ pub struct BodyHash(pub [u8; 32]);
 impl BodyHash {
     /// The hash of a JSON value in canonical form.
     pub fn of(value: &Value) -> Self {
-        // serde_json's map is ordered by key (no `preserve_order`), so
-        // serializing a parsed value is canonical.
-        let canonical = serde_json::to_vec(value).unwrap_or_default();
-        Self(Sha256::digest(&canonical).into())
+        Self::of_canonical(&canonical_bytes(value))
+    }
+
+    /// The hash of bytes already in canonical form (see [`canonical_bytes`]).
+    pub fn of_canonical(canonical: &[u8]) -> Self {
+        Self(Sha256::digest(canonical).into())
     }
 
     /// The hash as a hex string.
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
+}
+
+/// A JSON value in canonical form: compact, object keys sorted.
+pub fn canonical_bytes(value: &Value) -> Vec<u8> {
+    // serde_json's map is ordered by key (no `preserve_order`), so
+    // serializing a parsed value is canonical; serializing a `Value`
+    // cannot fail (its keys are strings).
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// An event that passed validation, with the hash of the body it came from.
@@ -146,13 +164,30 @@ pub struct ValidEvent {
 /// # Errors
 /// Every invalid field at once, each named by its path.
 pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<ValidEvent, Vec<FieldError>> {
+    Ok(ValidEvent {
+        event: check_event(value, now)?,
+        body_hash: BodyHash::of(value),
+    })
+}
+
+/// The longest name taken from the input that an error shows.
+const MAX_SHOWN_NAME: usize = 64;
+
+/// The contract check proper, without the body hash.
+pub(crate) fn check_event(
+    value: &Value,
+    now: DateTime<Utc>,
+) -> Result<WorkflowEventV1, Vec<FieldError>> {
     let Some(obj) = value.as_object() else {
         return Err(vec![FieldError::new("$", "an event must be a JSON object")]);
     };
     let mut errs = Vec::new();
     for key in obj.keys() {
         if !KNOWN_FIELDS.contains(&key.as_str()) {
-            errs.push(FieldError::new(key.clone(), "unknown field"));
+            errs.push(FieldError::new(
+                printable_prefix(key, MAX_SHOWN_NAME),
+                "unknown field",
+            ));
         }
     }
 
@@ -205,7 +240,7 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<ValidEvent, Vec<
     let workflow_run_id = opt_string(obj, "workflow_run_id", 255, &mut errs);
     let step = opt_string(obj, "step", 128, &mut errs);
     let vendor = opt_slug(obj, "vendor", &mut errs);
-    let correlation_id = opt_string(obj, "correlation_id", 255, &mut errs);
+    let correlation_id = opt_correlation_id(obj, &mut errs);
     let attempt = match obj.get("attempt") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_i64() {
@@ -218,18 +253,7 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<ValidEvent, Vec<
     };
     let metadata = match obj.get("metadata") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => {
-            let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
-            if size > MAX_METADATA_BYTES {
-                errs.push(FieldError::new(
-                    "metadata",
-                    format!("{size} bytes serialized; at most {MAX_METADATA_BYTES}"),
-                ));
-                None
-            } else {
-                Some(m.clone())
-            }
-        }
+        Some(Value::Object(m)) => metadata::check(m, &mut errs).then(|| m.clone()),
         Some(_) => {
             errs.push(FieldError::new("metadata", "must be an object"));
             None
@@ -242,21 +266,18 @@ pub fn parse_event(value: &Value, now: DateTime<Utc>) -> Result<ValidEvent, Vec<
     }
     match (idempotency_key, workflow_id, event_type, occurred_at) {
         (Some(idempotency_key), Some(workflow_id), Some(event_type), Some(occurred_at)) => {
-            Ok(ValidEvent {
-                event: WorkflowEventV1 {
-                    idempotency_key,
-                    workflow_id,
-                    event_type,
-                    occurred_at,
-                    workflow_run_id,
-                    step,
-                    vendor,
-                    error,
-                    attempt,
-                    correlation_id,
-                    metadata,
-                },
-                body_hash: BodyHash::of(value),
+            Ok(WorkflowEventV1 {
+                idempotency_key,
+                workflow_id,
+                event_type,
+                occurred_at,
+                workflow_run_id,
+                step,
+                vendor,
+                error,
+                attempt,
+                correlation_id,
+                metadata,
             })
         }
         _ => Err(vec![FieldError::new("$", "invalid event")]),
@@ -299,20 +320,27 @@ fn parse_error(
     let before = errs.len();
     for key in obj.keys() {
         if !["code", "message", "http_status", "retryable"].contains(&key.as_str()) {
-            errs.push(FieldError::new(format!("error.{key}"), "unknown field"));
+            errs.push(FieldError::new(
+                format!("error.{}", printable_prefix(key, MAX_SHOWN_NAME)),
+                "unknown field",
+            ));
         }
     }
     let code = req_slug(obj, "code", errs);
     let message = match obj.get("message") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.len() <= MAX_ERROR_MESSAGE_BYTES => Some(s.clone()),
-        Some(Value::String(_)) => {
+        Some(Value::String(s)) if s.len() > MAX_ERROR_MESSAGE_BYTES => {
             errs.push(FieldError::new(
                 "error.message",
                 format!("longer than {MAX_ERROR_MESSAGE_BYTES} bytes"),
             ));
             None
         }
+        Some(Value::String(s)) if has_nul(s) => {
+            errs.push(FieldError::new("error.message", NUL_REASON));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             errs.push(FieldError::new("error.message", "must be a string"));
             None
@@ -365,14 +393,18 @@ fn req_string(
             errs.push(FieldError::new(field, "required"));
             None
         }
-        Some(Value::String(s)) if (min..=max).contains(&s.chars().count()) => Some(s.clone()),
-        Some(Value::String(_)) => {
+        Some(Value::String(s)) if !(min..=max).contains(&s.chars().count()) => {
             errs.push(FieldError::new(
                 field,
                 format!("must be {min} to {max} characters"),
             ));
             None
         }
+        Some(Value::String(s)) if has_nul(s) => {
+            errs.push(FieldError::new(field, NUL_REASON));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             errs.push(FieldError::new(field, "must be a string"));
             None
@@ -388,16 +420,37 @@ fn opt_string(
 ) -> Option<String> {
     match obj.get(field) {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= max => Some(s.clone()),
-        Some(Value::String(_)) => {
+        Some(Value::String(s)) if s.chars().count() > max => {
             errs.push(FieldError::new(
                 field,
                 format!("longer than {max} characters"),
             ));
             None
         }
+        Some(Value::String(s)) if has_nul(s) => {
+            errs.push(FieldError::new(field, NUL_REASON));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
             errs.push(FieldError::new(field, "must be a string"));
+            None
+        }
+    }
+}
+
+fn opt_correlation_id(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<String> {
+    match obj.get("correlation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match check_correlation_id(s) {
+            Ok(()) => Some(s.clone()),
+            Err(reason) => {
+                errs.push(FieldError::new("correlation_id", reason));
+                None
+            }
+        },
+        Some(_) => {
+            errs.push(FieldError::new("correlation_id", "must be a string"));
             None
         }
     }
@@ -516,5 +569,129 @@ mod tests {
         v["metadata"] = json!({"blob": "x".repeat(MAX_METADATA_BYTES)});
         let errs = parse_event(&v, now()).expect_err("invalid");
         assert_eq!(errs[0].field, "metadata");
+    }
+
+    /// The one error `event` gets, as (field, reason).
+    fn only_error(event: &Value) -> (String, String) {
+        let errs = parse_event(event, now()).expect_err("refused");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        (errs[0].field.clone(), errs[0].reason.clone())
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut v = failure();
+        v[field] = value;
+        v
+    }
+
+    #[test]
+    fn a_nul_in_the_idempotency_key_is_refused() {
+        let got = only_error(&with("idempotency_key", json!("k\u{0}1")));
+        assert_eq!(got, ("idempotency_key".into(), NUL_REASON.into()));
+    }
+
+    #[test]
+    fn a_nul_in_the_workflow_run_id_is_refused() {
+        let got = only_error(&with("workflow_run_id", json!("run\u{0}")));
+        assert_eq!(got, ("workflow_run_id".into(), NUL_REASON.into()));
+    }
+
+    #[test]
+    fn a_nul_in_the_step_is_refused() {
+        let got = only_error(&with("step", json!("\u{0}")));
+        assert_eq!(got, ("step".into(), NUL_REASON.into()));
+    }
+
+    #[test]
+    fn a_nul_in_the_error_message_is_refused() {
+        let mut v = failure();
+        v["error"]["message"] = json!("boom\u{0}");
+        assert_eq!(only_error(&v), ("error.message".into(), NUL_REASON.into()));
+    }
+
+    #[test]
+    fn a_nul_in_the_correlation_id_is_refused() {
+        let (field, reason) = only_error(&with("correlation_id", json!("c\u{0}")));
+        assert_eq!(field, "correlation_id");
+        assert!(reason.contains("U+0000"), "{reason}");
+    }
+
+    #[test]
+    fn a_control_character_in_the_correlation_id_is_refused() {
+        for bad in ["x\ny", "x\ry", "x\u{1b}[31m", "x\u{7f}", "x\u{85}"] {
+            let (field, _) = only_error(&with("correlation_id", json!(bad)));
+            assert_eq!(field, "correlation_id", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_or_overlong_correlation_id_is_refused() {
+        assert_eq!(
+            only_error(&with("correlation_id", json!(""))).0,
+            "correlation_id"
+        );
+        let long = "c".repeat(256);
+        assert_eq!(
+            only_error(&with("correlation_id", json!(long))).0,
+            "correlation_id"
+        );
+    }
+
+    #[test]
+    fn a_nul_in_a_metadata_value_is_refused_with_its_path() {
+        let got = only_error(&with("metadata", json!({"a": {"b": "\u{0}"}})));
+        assert_eq!(got, ("metadata.a.b".into(), NUL_REASON.into()));
+    }
+
+    #[test]
+    fn a_nul_in_a_metadata_key_is_refused_with_its_path() {
+        let (field, reason) = only_error(&with("metadata", json!({"a\u{0}": 1})));
+        assert_eq!(field, "metadata.a\\u{0}");
+        assert!(reason.contains(NUL_REASON), "{reason}");
+    }
+
+    #[test]
+    fn deeply_nested_metadata_is_refused() {
+        let mut m = json!(1);
+        for _ in 0..40 {
+            m = json!({ "x": m });
+        }
+        let (field, reason) = only_error(&with("metadata", m));
+        assert!(field.starts_with("metadata.x.x"), "{field}");
+        assert_eq!(reason, "nested deeper than 32 levels");
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_escaped_and_cut_short() {
+        let mut v = failure();
+        v["a\nb"] = json!(1);
+        v[format!("{}\u{0}", "z".repeat(100))] = json!(1);
+        let errs = parse_event(&v, now()).expect_err("refused");
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields[0], "a\\nb");
+        assert_eq!(fields[1], format!("{}…", "z".repeat(64)));
+    }
+
+    #[test]
+    fn an_unknown_field_inside_error_is_named_escaped() {
+        let mut v = failure();
+        v["error"]["x\r"] = json!(1);
+        assert_eq!(only_error(&v).0, "error.x\\r");
+    }
+
+    #[test]
+    fn control_characters_other_than_nul_are_kept_in_free_text() {
+        let mut v = with("step", json!("line 1\nline 2\t\u{7f}"));
+        v["error"]["message"] = json!("multi\nline");
+        v["metadata"] = json!({"k\n": "v\u{1}"});
+        let e = parse_event(&v, now()).expect("valid");
+        assert_eq!(e.event.step.as_deref(), Some("line 1\nline 2\t\u{7f}"));
+    }
+
+    #[test]
+    fn the_body_hash_is_the_hash_of_the_canonical_bytes() {
+        let v = failure();
+        let e = parse_event(&v, now()).expect("valid");
+        assert_eq!(e.body_hash, BodyHash::of_canonical(&canonical_bytes(&v)));
     }
 }

@@ -1,22 +1,30 @@
 //! The domain of AWFDRS as plain data and pure functions: the ingestion
-//! contract (`WorkflowEventV1` and its validation), slugs, stable ids,
-//! failure signatures and incident states.
+//! contract (`WorkflowEventV1` and its validation, from bytes to events),
+//! slugs, stable ids, failure signatures, incident states, and the rules
+//! for producer text that reaches a header, a column or a log.
 //!
 //! Everything here is deterministic and free of I/O, so that the gateway and
 //! the detector validate an event the same way and every decision can be
 //! tested without a broker or a database. This crate must never talk to the
 //! network, the clock (time is a parameter) or the file system.
 
+pub mod body;
 pub mod event;
 pub mod ids;
 pub mod incident;
 pub mod signature;
 pub mod slug;
+pub mod text;
 
+pub use body::{
+    BatchError, BodyError, ItemResult, ParsedEvent, parse_batch, parse_body, parse_value,
+};
 pub use event::{
-    BodyHash, ErrorInfo, EventType, FieldError, ValidEvent, WorkflowEventV1, parse_event,
+    BodyHash, ErrorInfo, EventType, FieldError, ValidEvent, WorkflowEventV1, canonical_bytes,
+    parse_event,
 };
 pub use ids::{event_id, new_api_key};
 pub use incident::IncidentStatus;
 pub use signature::{Signature, normalize_code};
 pub use slug::{Slug, SlugError, is_slug};
+pub use text::{check_correlation_id, printable};
