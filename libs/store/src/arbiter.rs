@@ -50,6 +50,9 @@ WHERE k.tenant_id = u.tenant_id AND k.idempotency_key = u.idempotency_key";
 
 type Key = (Uuid, String);
 
+/// What a key's row holds: the body's hash and the gateway's reservation.
+type Holding = (Vec<u8>, Option<Uuid>);
+
 /// Settles the keys of `evs` (sorted by tenant and key, so concurrent
 /// transactions lock in one order); one verdict per event, in order.
 pub(crate) async fn settle(
@@ -97,7 +100,7 @@ pub(crate) async fn settle(
         .iter()
         .filter(|e| !taken.contains(&(e.tenant_id, e.idempotency_key.clone())))
         .collect();
-    let mut held: HashMap<Key, (Vec<u8>, Option<Uuid>)> = HashMap::new();
+    let mut held: HashMap<Key, Holding> = HashMap::new();
     if !others.is_empty() {
         // The INSERT waited for whoever held these keys; this statement's
         // snapshot sees what they committed.
@@ -117,7 +120,7 @@ pub(crate) async fn settle(
     // Who holds each key now: the row found, or the first claim that took
     // it. A gateway publish that took a key finds its reservation rolled
     // back: the row only served to wait for that transaction, and goes.
-    let mut holder: HashMap<Key, Option<(Vec<u8>, Option<Uuid>)>> = HashMap::new();
+    let mut holder: HashMap<Key, Option<Holding>> = HashMap::new();
     let mut release: Vec<Key> = Vec::new();
     for e in &claims {
         let key = (e.tenant_id, e.idempotency_key.clone());
