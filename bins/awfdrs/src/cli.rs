@@ -60,6 +60,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Send events as a producer does: over HTTP to the gateway, or on NATS.
+    Events {
+        #[command(subcommand)]
+        command: crate::events::EventsCommand,
+    },
     /// Send a short scripted scenario through HTTP and NATS and print the incidents.
     Demo {
         /// The gateway's base URL (default: http://<AWFDRS_HTTP_ADDR>).
@@ -182,6 +187,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Events { command } => crate::events::run(load(file, None)?, command).await,
         Command::Demo { url } => crate::demo::run(load(file, None)?, url).await,
         Command::Bench(args) => crate::bench::run(load(file, None)?, args).await,
     }
