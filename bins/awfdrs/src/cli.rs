@@ -70,6 +70,9 @@ pub enum Command {
         /// The gateway's base URL (default: http://<AWFDRS_HTTP_ADDR>).
         #[arg(long)]
         url: Option<String>,
+        /// Seconds the pipeline gets to settle before the closing check fails.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     /// Measure ingestion over NATS and HTTP against this machine's raw ceiling; print figures.
     Bench(crate::bench::BenchArgs),
@@ -188,7 +191,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Events { command } => crate::events::run(load(file, None)?, command).await,
-        Command::Demo { url } => crate::demo::run(load(file, None)?, url).await,
+        Command::Demo { url, timeout } => {
+            let settle = std::time::Duration::from_secs(timeout);
+            crate::demo::run(load(file, None)?, url, settle).await
+        }
         Command::Bench(args) => crate::bench::run(load(file, None)?, args).await,
     }
 }
