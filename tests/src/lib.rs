@@ -304,7 +304,7 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// The real `awfdrs up` as a child process in a world, listening on a free
+/// The real `awfdrs up` (or `worker gateway`) as a child process in a world, listening on a free
 /// port, its output in a log file shown when something goes wrong.
 #[derive(Debug)]
 pub struct Up {
@@ -321,12 +321,19 @@ impl Up {
     /// Spawns `awfdrs up` with `world`'s environment plus `extra`, and waits
     /// until `GET /api/v1/ready` answers 200.
     pub async fn start(world: &World, extra: &[(&str, &str)]) -> Self {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let log = std::env::temp_dir().join(format!("awfdrs-up-{}.log", world.namespace));
+        Self::start_args(world, extra, &["up"]).await
+    }
+
+    /// Spawns `awfdrs ARGS` (a process that serves HTTP: `up`, `worker
+    /// gateway`) like [`Up::start`].
+    pub async fn start_args(world: &World, extra: &[(&str, &str)], args: &[&str]) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("awfdrs-{}-{port}.log", world.namespace));
         let out = std::fs::File::create(&log).expect("create the log file");
         let err = out.try_clone().unwrap();
         let child = tokio::process::Command::new(awfdrs_bin())
-            .arg("up")
+            .args(args)
             .env_clear()
             .envs(world.env(extra))
             .env("AWFDRS_HTTP_ADDR", &addr)
@@ -336,7 +343,7 @@ impl Up {
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
-            .expect("spawn awfdrs up");
+            .expect("spawn awfdrs");
         let mut up = Self {
             child,
             base: format!("http://{addr}"),
@@ -358,10 +365,7 @@ impl Up {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "awfdrs up exited ({status}) before ready:\n{}",
-                    self.output()
-                );
+                panic!("awfdrs exited ({status}) before ready:\n{}", self.output());
             }
             let ok = http
                 .get(&url)
@@ -374,7 +378,7 @@ impl Up {
             }
             assert!(
                 Instant::now() < deadline,
-                "awfdrs up not ready within {within:?}:\n{}",
+                "awfdrs not ready within {within:?}:\n{}",
                 self.output()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;

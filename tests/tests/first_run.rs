@@ -1,7 +1,8 @@
 //! The first run, as a newcomer makes it: what `scripts/run` runs after its
 //! build (`awfdrs up`, wait for ready, `awfdrs demo`), and the README's
 //! commands: the "Use it" block is run as written, and every `awfdrs`
-//! command the README's shell blocks show must be one a test runs.
+//! command the README shows (its shell blocks and its command table) must
+//! be one a test runs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,22 +15,6 @@ use serde_json::Value;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const README: &str = include_str!("../../README.md");
-/// This file, to check that the tests named below exist.
-const THIS: &str = include_str!("first_run.rs");
-
-/// README commands outside the "Use it" block (which
-/// `readme_use_it_works_as_written` runs line by line) and the test here
-/// that runs each: the subcommand words, then the test.
-const RUN_ELSEWHERE: &[(&[&str], &str)] = &[
-    (
-        &["up"],
-        "demo_passes_against_awfdrs_up_with_the_shipped_rules",
-    ),
-    (
-        &["demo"],
-        "demo_passes_against_awfdrs_up_with_the_shipped_rules",
-    ),
-];
 
 async fn awfdrs(world: &World, up_addr: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(awfdrs_bin())
@@ -246,13 +231,7 @@ fn every_awfdrs_command_in_the_readme_is_run_by_a_test() {
             want.join(" ")
         );
     }
-    for (name, test) in RUN_ELSEWHERE {
-        assert!(
-            THIS.contains(&format!("async fn {test}()")),
-            "no test {test} (named for `awfdrs {}`)",
-            name.join(" ")
-        );
-    }
+    let sources = test_sources();
     let mut unexercised = Vec::new();
     for (section, block) in sh_blocks(README) {
         if section == "Use it" {
@@ -260,10 +239,7 @@ fn every_awfdrs_command_in_the_readme_is_run_by_a_test() {
         }
         for line in block.lines() {
             for cmd in awfdrs_commands(line) {
-                let covered = RUN_ELSEWHERE.iter().any(|(words, _)| {
-                    cmd.len() >= words.len() && cmd.iter().zip(words.iter()).all(|(a, b)| a == b)
-                });
-                if !covered {
+                if !run_by_a_test(&cmd, &sources) {
                     unexercised.push(format!("{section}: {line}"));
                 }
             }
@@ -271,7 +247,7 @@ fn every_awfdrs_command_in_the_readme_is_run_by_a_test() {
     }
     assert!(
         unexercised.is_empty(),
-        "README commands no test runs (run them in a test and list them in RUN_ELSEWHERE): {unexercised:#?}"
+        "README commands no test runs: {unexercised:#?}"
     );
 }
 
@@ -372,5 +348,244 @@ async fn readme_use_it_works_as_written() {
         row.contains("checkout") && row.split_whitespace().any(|w| w == "2"),
         "{row}"
     );
+    finish(world, up).await;
+}
+
+/// The commands of the README's command table (its first column): the
+/// subcommand words of each, one entry per alternative (`list\|reset`).
+fn table_commands(md: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in md.lines().filter(|l| l.starts_with("| `awfdrs ")) {
+        // The first cell ends at the first `|` that is not escaped.
+        let body = &line[1..];
+        let end = body
+            .char_indices()
+            .find(|&(i, c)| c == '|' && !body[..i].ends_with('\\'))
+            .map_or(body.len(), |(i, _)| i);
+        let mut group = String::new();
+        for (n, span) in body[..end].split('`').enumerate() {
+            if n % 2 == 0 || span.trim().is_empty() {
+                continue; // outside a code span
+            }
+            let rest = match span.strip_prefix("awfdrs ") {
+                Some(rest) => {
+                    let mut words = rest.splitn(2, ' ');
+                    group = words.next().unwrap().to_owned();
+                    words.next().unwrap_or("").to_owned()
+                }
+                None => span.to_owned(), // `list`: another command of the same group
+            };
+            let is_word = |w: &str| {
+                w.starts_with(|c: char| c.is_ascii_lowercase())
+                    && w.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            };
+            let mut subs = Vec::new();
+            for alternative in rest.split("\\|") {
+                if let Some(w) = alternative.split_whitespace().next().filter(|w| is_word(w)) {
+                    subs.push(w.to_owned());
+                }
+            }
+            if subs.is_empty() {
+                out.push(vec![group.clone()]);
+            }
+            for s in subs {
+                out.push(vec![group.clone(), s]);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a test passes these subcommand words to the binary:
+/// `&["a", "b", ...]`, `.args(["a", "b"])` or `.arg("a")`, compared without
+/// whitespace so that formatting does not matter.
+fn run_by_a_test(words: &[String], sources: &str) -> bool {
+    let quoted: Vec<String> = words.iter().map(|w| format!("\"{w}\"")).collect();
+    let seq = quoted.join(",");
+    sources.contains(&format!("[{seq}"))
+        || (words.len() == 1 && sources.contains(&format!("arg({seq})")))
+}
+
+/// The test sources (this crate's tests and harness), whitespace removed.
+fn test_sources() -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut all = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+    for entry in std::fs::read_dir(dir.join("tests")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            all.push_str(&std::fs::read_to_string(path).unwrap());
+        }
+    }
+    all.split_whitespace().collect()
+}
+
+#[test]
+fn the_readme_table_parser_reads_every_alternative() {
+    let md = "| `awfdrs up [--http ADDR]` | x |\n\
+              | `awfdrs worker gateway\\|detector` | x |\n\
+              | `awfdrs tenants create <slug>` / `list` | x |\n\
+              | `awfdrs breakers list\\|reset <vendor>\\|open <vendor> --reason R` | x |\n\
+              | `awfdrs events send --key K\\|--tenant T [FILE]` | x |\n";
+    let got: Vec<String> = table_commands(md).iter().map(|c| c.join(" ")).collect();
+    assert_eq!(
+        got,
+        [
+            "up",
+            "worker gateway",
+            "worker detector",
+            "tenants create",
+            "tenants list",
+            "breakers list",
+            "breakers reset",
+            "breakers open",
+            "events send"
+        ]
+    );
+}
+
+#[test]
+fn every_command_in_the_readme_table_is_run_by_a_test() {
+    let commands = table_commands(README);
+    assert!(
+        commands.len() >= 10,
+        "the table was not parsed: {commands:?}"
+    );
+    let sources = test_sources();
+    let missing: Vec<String> = commands
+        .iter()
+        .filter(|words| !run_by_a_test(words, &sources))
+        .map(|w| format!("awfdrs {}", w.join(" ")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README commands that no test runs: {missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_other_readme_commands_work() {
+    let world = World::new().await;
+    let up = Up::start(&world, &[]).await;
+    let run = |args: Vec<String>| {
+        let world = &world;
+        let addr = up.addr.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            awfdrs(world, &addr, &args).await
+        }
+    };
+    let owned = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+
+    let out = run(owned(&["migrate"])).await;
+    assert!(out.status.success(), "{}", report(&out, &up));
+    assert!(text(&out.stderr).contains("migrations applied"));
+
+    let out = run(owned(&["tenants", "create", "acme"])).await;
+    assert!(out.status.success(), "{}", report(&out, &up));
+    let key = text(&out.stdout).trim().to_owned();
+    let out = run(owned(&["tenants", "list"])).await;
+    assert!(
+        text(&out.stdout).lines().any(|l| l.starts_with("acme\t")),
+        "{}",
+        report(&out, &up)
+    );
+
+    // Signed with the webhook secret instead of a key; then a batch.
+    let dir = std::env::temp_dir().join(format!("awfdrs-events-{}", world.namespace));
+    std::fs::create_dir_all(&dir).unwrap();
+    let one = dir.join("one.json");
+    std::fs::write(
+        &one,
+        awfdrs_tests::failure("k-1", "checkout", "payment_timeout").to_string(),
+    )
+    .unwrap();
+    let one = one.to_str().unwrap().to_owned();
+    let out = run(owned(&["events", "send", "--tenant", "acme", &one])).await;
+    assert!(
+        !out.status.success(),
+        "no webhook secret yet: {}",
+        report(&out, &up)
+    );
+    let out = run(owned(&["tenants", "webhook-secret", "acme"])).await;
+    assert!(
+        text(&out.stdout).starts_with("whsec_"),
+        "{}",
+        report(&out, &up)
+    );
+    let out = run(owned(&["events", "send", "--tenant", "acme", &one])).await;
+    assert!(out.status.success(), "{}", report(&out, &up));
+    assert!(
+        text(&out.stdout).starts_with("202 Accepted"),
+        "{}",
+        report(&out, &up)
+    );
+    let batch = dir.join("batch.json");
+    let items = serde_json::json!([
+        awfdrs_tests::failure("k-2", "checkout", "payment_timeout"),
+        {"idempotency_key": "k-3"}
+    ]);
+    std::fs::write(&batch, items.to_string()).unwrap();
+    let batch = batch.to_str().unwrap().to_owned();
+    let out = run(owned(&["events", "send", "--key", &key, &batch])).await;
+    assert!(out.status.success(), "{}", report(&out, &up));
+    let stdout = text(&out.stdout);
+    let body: Value = serde_json::from_str(stdout.lines().nth(1).unwrap()).unwrap();
+    let statuses: Vec<u64> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [202, 422], "{stdout}");
+    let out = run(owned(&["events", "send", "--key", "awf_wrong", &one])).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("401"),
+        "{}",
+        report(&out, &up)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // An admin key sees every tenant's incidents.
+    let out = run(owned(&["admin", "create-key"])).await;
+    assert!(out.status.success(), "{}", report(&out, &up));
+    let admin = text(&out.stdout).trim().to_owned();
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/incidents", up.base);
+    let incidents = eventually(
+        Duration::from_secs(20),
+        "the incident, seen by an admin",
+        || async {
+            let v: Value = http
+                .get(&url)
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let items = v["items"].as_array()?.clone();
+            (items.len() == 1 && items[0]["event_count"] == 2).then_some(items)
+        },
+    )
+    .await;
+    assert_eq!(incidents[0]["error_code"], "payment_timeout");
+
+    // One worker on its own.
+    let gateway = Up::start_args(&world, &[], &["worker", "gateway"]).await;
+    gateway.stop().await;
+
+    let out = run(owned(&[
+        "bench",
+        "--events",
+        "200",
+        "--warmup",
+        "0",
+        "--modes",
+        "nats,http",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", report(&out, &up));
     finish(world, up).await;
 }
