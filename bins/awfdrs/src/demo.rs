@@ -97,6 +97,11 @@ fn rule_note(rules: &Rules, part: &Part) -> String {
     }
 }
 
+/// One line of the scenario: what was sent, and what came of it.
+fn row(what: &str, outcome: impl std::fmt::Display) {
+    println!("  {what:<44} -> {outcome}");
+}
+
 fn failure(key: &str, workflow: &str, step: &str, vendor: &str, code: &str, status: u16) -> Value {
     json!({
         "idempotency_key": key,
@@ -224,23 +229,26 @@ pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyho
             .await
             .with_context(|| format!("no answer from {base}: is `awfdrs up` running?"))?;
         let status = r.status().as_u16();
-        println!("  checkout failure #{i} ({})  -> {status}", CHECKOUT.code);
+        row(
+            &format!("checkout failure #{i} ({})", CHECKOUT.code),
+            status,
+        );
         if tally.expect(&format!("checkout failure #{i}"), 202, status) {
             tally.accept(&CHECKOUT);
         }
     }
     let r = post("/api/v1/events", first.clone()).await?;
     let status = r.status().as_u16();
-    println!(
-        "  the first failure again, same key         -> {status} {}",
-        r.text().await?
+    row(
+        "the first failure again, same key",
+        format!("{status} {}", r.text().await?),
     );
     tally.expect("the same failure again", 200, status);
     let mut changed = first;
     changed["vendor"] = json!("adyen");
     let r = post("/api/v1/events", changed).await?;
     let status = r.status().as_u16();
-    println!("  same key, different body                  -> {status}");
+    row("same key, different body", status);
     tally.expect("a reused key with a different body", 409, status);
     let r = post(
         "/api/v1/events",
@@ -248,10 +256,7 @@ pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyho
     )
     .await?;
     let status = r.status().as_u16();
-    println!(
-        "  an invalid event                          -> {status} {}",
-        r.text().await?
-    );
+    row("an invalid event", format!("{status} {}", r.text().await?));
     tally.expect("an invalid event", 422, status);
 
     let payouts = count(&rules, &PAYOUTS);
@@ -263,9 +268,10 @@ pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyho
         .as_array()
         .map(|a| a.iter().filter_map(|x| x["status"].as_u64()).collect())
         .unwrap_or_default();
-    println!(
-        "  a batch of {payouts} payout failures and 1 invalid -> {statuses:?}\n    ({})",
-        rule_note(&rules, &PAYOUTS)
+    println!("  ({})", rule_note(&rules, &PAYOUTS));
+    row(
+        &format!("a batch of {payouts} payout failures, 1 invalid"),
+        format!("{statuses:?}"),
     );
     if tally.expect("the batch", 200, status) {
         let want: Vec<u64> = (0..payouts).map(|_| 202).chain([422]).collect();
@@ -295,14 +301,26 @@ pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyho
         )
         .await?;
         tally.accept(&ONBOARDING);
-        println!("  onboarding failure #{i} ({}) published", ONBOARDING.code);
+        row(
+            &format!("onboarding failure #{i} ({})", ONBOARDING.code),
+            "published",
+        );
     }
-    bus.publish_core(subject, vec![], Bytes::from_static(b"{not json"))
+    bus.publish_core(subject.clone(), vec![], Bytes::from_static(b"{not json"))
         .await?;
-    println!("  a malformed payload published");
+    row("a malformed payload", "published");
 
     let deadline = Instant::now() + settle;
-    match tokio::time::timeout_at(deadline.into(), dlq.next()).await {
+    // Ours: other producers in this namespace may be dead-lettered too.
+    let ours = async {
+        while let Some(m) = dlq.next().await {
+            if m.header(headers::DLQ_SUBJECT) == Some(subject.as_str()) {
+                return Some(m);
+            }
+        }
+        None
+    };
+    match tokio::time::timeout_at(deadline.into(), ours).await {
         Ok(Some(m)) => println!(
             "  dead-lettered on {}: {}",
             m.subject,

@@ -3,7 +3,7 @@
 //! to the gateway with a tenant's key or webhook signature, `publish` puts it
 //! on the tenant's events subject in NATS.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ fn read_body(file: Option<&Path>) -> anyhow::Result<Vec<u8>> {
             std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
         }
         _ => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading the JSON from stdin (end with Ctrl-D)");
+            }
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
