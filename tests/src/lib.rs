@@ -304,8 +304,9 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// The real `awfdrs up` (or `worker gateway`) as a child process in a world, listening on a free
-/// port, its output in a log file shown when something goes wrong.
+/// The real `awfdrs up` (or `worker gateway`) as a child process in a
+/// world, listening on a free port, its output in a log file shown when
+/// something goes wrong.
 #[derive(Debug)]
 pub struct Up {
     pub child: tokio::process::Child,
@@ -354,9 +355,11 @@ impl Up {
         up
     }
 
-    /// The process's output so far.
+    /// The last 80 lines of the process's output so far.
     pub fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
     }
 
     async fn wait_ready(&mut self, within: Duration) {
