@@ -283,12 +283,16 @@ async fn readme_use_it_works_as_written() {
         "set -euo pipefail\n{}\nprintf 'README-KEY=%s\\nREADME-DATABASE_URL=%s\\n' \"$KEY\" \"$DATABASE_URL\"\n",
         use_it_block()
     );
+    // The URL a user has: without the harness's driver-only parameters,
+    // which psql (in scripts/services.sh) refuses.
+    let database_url = world.database_url.split('?').next().unwrap().to_owned();
     let out = tokio::process::Command::new("bash")
         .arg("-c")
         .arg(&script)
         .current_dir(REPO)
         .env_clear()
         .envs(world.env(&[]))
+        .env("DATABASE_URL", &database_url)
         .env("AWFDRS_HTTP_ADDR", &up.addr)
         .env("CARGO_TARGET_DIR", &target)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -306,11 +310,18 @@ async fn readme_use_it_works_as_written() {
             .unwrap_or_else(|| panic!("no {name} in {stdout}"))
             .to_owned()
     };
+    // scripts/services.sh ran (and said what it found) rather than
+    // failing into an empty eval.
+    assert!(
+        text(&out.stderr).contains("services: using nats-server"),
+        "{}",
+        report(&out, &up)
+    );
     let key = value("README-KEY=");
     assert!(key.starts_with("awf_"), "{key:?}");
     assert_eq!(
         value("README-DATABASE_URL="),
-        world.database_url,
+        database_url,
         "services.sh --print-env settled on another database"
     );
     assert!(stdout.contains("202 Accepted"), "{stdout}");
