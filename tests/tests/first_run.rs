@@ -555,6 +555,25 @@ async fn the_other_readme_commands_work() {
         "{}",
         report(&out, &up)
     );
+    // An array is published one message per event.
+    let many = dir.join("many.json");
+    let items = serde_json::json!([
+        awfdrs_tests::failure("k-4", "checkout", "payment_timeout"),
+        awfdrs_tests::failure("k-5", "checkout", "payment_timeout")
+    ]);
+    std::fs::write(&many, items.to_string()).unwrap();
+    let many = many.to_str().unwrap().to_owned();
+    let out = run(owned(&["events", "publish", "--tenant", "acme", &many])).await;
+    assert!(out.status.success(), "{}", report(&out, &up));
+    let published = text(&out.stdout);
+    assert_eq!(
+        published
+            .lines()
+            .filter(|l| l.starts_with("published to"))
+            .count(),
+        2,
+        "{published}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     // An admin key sees every tenant's incidents.
@@ -577,7 +596,7 @@ async fn the_other_readme_commands_work() {
                 .await
                 .ok()?;
             let items = v["items"].as_array()?.clone();
-            (items.len() == 1 && items[0]["event_count"] == 2).then_some(items)
+            (items.len() == 1 && items[0]["event_count"] == 4).then_some(items)
         },
     )
     .await;

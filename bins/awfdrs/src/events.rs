@@ -151,9 +151,14 @@ async fn publish(config: &Config, tenant: &str, body: Vec<u8>) -> anyhow::Result
         bail!("--tenant {tenant:?} is not a slug");
     }
     let value: Value = serde_json::from_slice(&body).context("the input is not JSON")?;
-    let events = match value {
-        Value::Array(items) => items,
-        one => vec![one],
+    // One event goes out byte for byte as given; the items of an array
+    // each as their own JSON.
+    let events: Vec<(Value, Bytes)> = match value {
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| serde_json::to_vec(&v).map(|b| (v, Bytes::from(b))))
+            .collect::<Result<_, _>>()?,
+        one => vec![(one, Bytes::from(body))],
     };
     let ns = Namespace::new(config.namespace.clone()).map_err(anyhow::Error::msg)?;
     let bus = Bus::connect(
@@ -165,7 +170,7 @@ async fn publish(config: &Config, tenant: &str, body: Vec<u8>) -> anyhow::Result
     )
     .await?;
     let mut msgs = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
+    for (i, (event, payload)) in events.into_iter().enumerate() {
         // The subject names the workflow; the event says which one it is.
         let workflow = event["workflow_id"]
             .as_str()
@@ -180,7 +185,7 @@ async fn publish(config: &Config, tenant: &str, body: Vec<u8>) -> anyhow::Result
             msg_id: format!("cli-{}", uuid::Uuid::new_v4()),
             correlation_id: None,
             headers: Vec::new(),
-            payload: Bytes::from(serde_json::to_vec(event)?),
+            payload,
         });
     }
     let subjects: Vec<String> = msgs.iter().map(|m| m.subject.clone()).collect();
