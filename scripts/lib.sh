@@ -85,3 +85,68 @@ spawn_detached() {
     # shellcheck disable=SC2034 # read by the caller
     SPAWNED_PID=$!
 }
+
+# Run as root: directly, or through sudo.
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        log "need root for: $*"
+        return 1
+    fi
+}
+
+# apt_install PACKAGE...: install OS packages (refreshing the index if the
+# first attempt fails, as on a fresh machine that never ran apt-get update).
+apt_install() {
+    command -v apt-get >/dev/null || return 1
+    log "installing $* (apt-get)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 && return 0
+    as_root apt-get update -q >&2 &&
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
+}
+
+# Can `cc` compile and link a C program? rustc links through it, and ring
+# (TLS for NATS) compiles C: without it the build fails with
+# "linker `cc` not found" or missing crt1.o.
+c_toolchain_works() {
+    command -v cc >/dev/null || return 1
+    local dir ok=1
+    dir=$(mktemp -d) || return 1
+    printf 'int main(void) { return 0; }\n' >"$dir/probe.c"
+    if cc -o "$dir/probe" "$dir/probe.c" >/dev/null 2>&1; then
+        ok=0
+    fi
+    rm -rf "$dir"
+    return "$ok"
+}
+
+# C_TOOLCHAIN_PACKAGES: what Debian and Ubuntu need for c_toolchain_works.
+C_TOOLCHAIN_PACKAGES=(gcc libc6-dev)
+
+# ensure_build_tools: everything `cargo build` needs, else install it from
+# the OS packages when we can (root or sudo, apt-get), else stop with the
+# exact command to run.
+ensure_build_tools() {
+    command -v cargo >/dev/null ||
+        die "cargo not found: install Rust (https://rustup.rs), then open a new shell so cargo is on PATH"
+    c_toolchain_works && return 0
+    local why="no C compiler and linker (cc)"
+    command -v cc >/dev/null && why="cc cannot link a C program (are the C library headers and crt files missing?)"
+    if ! command -v apt-get >/dev/null; then
+        die "$why: install your OS's C toolchain (gcc or clang, and the C library's development files) so that \`cc\` works"
+    fi
+    local cmd="apt-get update && apt-get install -y ${C_TOOLCHAIN_PACKAGES[*]}"
+    if [[ $EUID -ne 0 ]] && ! command -v sudo >/dev/null; then
+        die "$why: as root, run: $cmd"
+    fi
+    [[ $EUID -eq 0 ]] || cmd="sudo apt-get update && sudo apt-get install -y ${C_TOOLCHAIN_PACKAGES[*]}"
+    log "$why; the build needs one"
+    apt_install "${C_TOOLCHAIN_PACKAGES[@]}" ||
+        die "$why, and installing it failed: run $cmd, then try again"
+    c_toolchain_works ||
+        die "installed ${C_TOOLCHAIN_PACKAGES[*]} but cc still cannot link a C program: check \`cc --version\` and PATH"
+    log "C toolchain ready: $(cc --version 2>/dev/null | head -n 1)"
+}

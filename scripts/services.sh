@@ -80,18 +80,6 @@ unset __AWFDRS_SERVICES_LOCKED
 
 # ---------------------------------------------------------------- helpers
 
-# Run as root: directly, or through sudo.
-as_root() {
-    if [[ $EUID -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo "$@"
-    else
-        log "need root for: $*"
-        return 1
-    fi
-}
-
 # Run as the postgres OS user (admin access to a local cluster over its socket).
 as_postgres() {
     if [[ $EUID -eq 0 ]] && command -v runuser >/dev/null; then
@@ -101,14 +89,6 @@ as_postgres() {
     else
         return 1
     fi
-}
-
-apt_install() {
-    command -v apt-get >/dev/null || return 1
-    log "installing $* (apt-get)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 && return 0
-    as_root apt-get update -q >&2 &&
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
 }
 
 docker_works() {

@@ -297,3 +297,101 @@ pub fn awfdrs_bin() -> PathBuf {
     );
     bin
 }
+
+/// A port on 127.0.0.1 that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().unwrap().port()
+}
+
+/// The real `awfdrs up` (or `worker gateway`) as a child process in a
+/// world, listening on a free port, its output in a log file shown when
+/// something goes wrong.
+#[derive(Debug)]
+pub struct Up {
+    pub child: tokio::process::Child,
+    /// `host:port` of the gateway.
+    pub addr: String,
+    /// `http://host:port`.
+    pub base: String,
+    /// Where the process's output goes.
+    pub log: PathBuf,
+}
+
+impl Up {
+    /// Spawns `awfdrs up` with `world`'s environment plus `extra`, and waits
+    /// until `GET /api/v1/ready` answers 200.
+    pub async fn start(world: &World, extra: &[(&str, &str)]) -> Self {
+        Self::start_args(world, extra, &["up"]).await
+    }
+
+    /// Spawns `awfdrs ARGS` (a process that serves HTTP: `up`, `worker
+    /// gateway`) like [`Up::start`].
+    pub async fn start_args(world: &World, extra: &[(&str, &str)], args: &[&str]) -> Self {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let log = std::env::temp_dir().join(format!("awfdrs-{}-{port}.log", world.namespace));
+        let out = std::fs::File::create(&log).expect("create the log file");
+        let err = out.try_clone().unwrap();
+        let child = tokio::process::Command::new(awfdrs_bin())
+            .args(args)
+            .env_clear()
+            .envs(world.env(extra))
+            .env("AWFDRS_HTTP_ADDR", &addr)
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn awfdrs");
+        let mut up = Self {
+            child,
+            base: format!("http://{addr}"),
+            addr,
+            log,
+        };
+        up.wait_ready(Duration::from_secs(60)).await;
+        up
+    }
+
+    /// The last 80 lines of the process's output so far.
+    pub fn output(&self) -> String {
+        let all = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = all.lines().collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
+    }
+
+    async fn wait_ready(&mut self, within: Duration) {
+        let http = reqwest::Client::new();
+        let url = format!("{}/api/v1/ready", self.base);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("awfdrs exited ({status}) before ready:\n{}", self.output());
+            }
+            let ok = http
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().as_u16() == 200);
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "awfdrs not ready within {within:?}:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills the process and removes its log.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

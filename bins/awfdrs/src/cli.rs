@@ -60,11 +60,19 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Send events as a producer does: over HTTP to the gateway, or on NATS.
+    Events {
+        #[command(subcommand)]
+        command: crate::events::EventsCommand,
+    },
     /// Send a short scripted scenario through HTTP and NATS and print the incidents.
     Demo {
         /// The gateway's base URL (default: http://<AWFDRS_HTTP_ADDR>).
         #[arg(long)]
         url: Option<String>,
+        /// Seconds the pipeline gets to settle before the closing check fails.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
     },
     /// Measure ingestion over NATS and HTTP against this machine's raw ceiling; print figures.
     Bench(crate::bench::BenchArgs),
@@ -182,7 +190,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo { url } => crate::demo::run(load(file, None)?, url).await,
+        Command::Events { command } => crate::events::run(load(file, None)?, command).await,
+        Command::Demo { url, timeout } => {
+            let settle = std::time::Duration::from_secs(timeout);
+            crate::demo::run(load(file, None)?, url, settle).await
+        }
         Command::Bench(args) => crate::bench::run(load(file, None)?, args).await,
     }
 }

@@ -1,16 +1,106 @@
 //! `awfdrs demo`: a short scripted scenario through HTTP and NATS against a
 //! running `awfdrs up`, then the incidents it produced.
+//!
+//! How many failures each part sends comes from the rules (`open_after` of
+//! each error code), and the closing check is worked out from the answers the
+//! gateway gave: the demo cannot drift from the shipped rules, and it fails
+//! when the system does not do what it should.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use awfdrs_bus::{Bus, Namespace, headers};
 use awfdrs_config::Config;
-use awfdrs_store::{IncidentFilter, Store};
+use awfdrs_rules::Rules;
+use awfdrs_store::{Incident, IncidentFilter, Store};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use serde_json::{Value, json};
+
+/// One part of the scenario: failures of one signature.
+struct Part {
+    key_prefix: &'static str,
+    workflow: &'static str,
+    step: &'static str,
+    vendor: &'static str,
+    code: &'static str,
+    http_status: u16,
+    /// Failures sent when the rules would open an incident with fewer.
+    at_least: u32,
+}
+
+const CHECKOUT: Part = Part {
+    key_prefix: "co",
+    workflow: "checkout",
+    step: "charge",
+    vendor: "stripe",
+    code: "payment_timeout",
+    http_status: 504,
+    at_least: 3,
+};
+const PAYOUTS: Part = Part {
+    key_prefix: "po",
+    workflow: "payouts",
+    step: "transfer",
+    vendor: "adyen",
+    code: "vendor_5xx",
+    http_status: 502,
+    at_least: 2,
+};
+const ONBOARDING: Part = Part {
+    key_prefix: "kyc",
+    workflow: "onboarding",
+    step: "verify",
+    vendor: "twilio",
+    code: "dns_failure",
+    http_status: 502,
+    at_least: 2,
+};
+
+impl Part {
+    fn failure(&self, i: u32) -> Value {
+        failure(
+            &format!("{}-{i}", self.key_prefix),
+            self.workflow,
+            self.step,
+            self.vendor,
+            self.code,
+            self.http_status,
+        )
+    }
+}
+
+/// Failures the rules need before `code` opens an incident (`open_after`).
+fn needed(rules: &Rules, code: &str) -> u32 {
+    rules.error_code(code).open_after.map_or(1, |o| o.count)
+}
+
+/// How many failures a part sends: enough to open its incident.
+fn count(rules: &Rules, part: &Part) -> u32 {
+    part.at_least.max(needed(rules, part.code))
+}
+
+/// What the rules say about a part's code, for the reader.
+fn rule_note(rules: &Rules, part: &Part) -> String {
+    match rules.error_code(part.code).open_after {
+        Some(o) => format!(
+            "the rules open an incident for {} after {} failures within {}s",
+            part.code,
+            o.count,
+            o.within.as_secs()
+        ),
+        None => format!("the first {} failure opens an incident", part.code),
+    }
+}
+
+/// One line of the scenario: what was sent, and what came of it.
+fn row(what: &str, outcome: impl std::fmt::Display) {
+    println!("  {what:<44} -> {outcome}");
+}
 
 fn failure(key: &str, workflow: &str, step: &str, vendor: &str, code: &str, status: u16) -> Value {
     json!({
@@ -26,9 +116,80 @@ fn failure(key: &str, workflow: &str, step: &str, vendor: &str, code: &str, stat
     })
 }
 
+/// What the demo sent and what it was told, from which the check follows.
+#[derive(Default)]
+struct Tally {
+    /// Accepted failures per (workflow, error code).
+    accepted: BTreeMap<(String, String), u32>,
+    /// Answers that were not the expected ones.
+    problems: Vec<String>,
+}
+
+impl Tally {
+    fn accept(&mut self, part: &Part) {
+        *self
+            .accepted
+            .entry((part.workflow.to_owned(), part.code.to_owned()))
+            .or_default() += 1;
+    }
+
+    fn expect(&mut self, what: &str, want: u16, got: u16) -> bool {
+        if want != got {
+            self.problems
+                .push(format!("{what}: expected HTTP {want}, got {got}"));
+        }
+        want == got
+    }
+
+    fn events(&self) -> i64 {
+        self.accepted.values().map(|n| i64::from(*n)).sum()
+    }
+
+    /// The incidents the accepted failures must have produced:
+    /// (workflow, code) -> event count.
+    fn incidents(&self, rules: &Rules) -> BTreeMap<(String, String), i64> {
+        self.accepted
+            .iter()
+            .filter(|((_, code), n)| **n >= needed(rules, code))
+            .map(|(k, n)| (k.clone(), i64::from(*n)))
+            .collect()
+    }
+}
+
+fn found(items: &[Incident]) -> BTreeMap<(String, String), i64> {
+    let mut out = BTreeMap::new();
+    for i in items {
+        *out.entry((i.workflow_id.clone(), i.error_code.clone()))
+            .or_default() += i.event_count;
+    }
+    out
+}
+
+fn describe(incidents: &BTreeMap<(String, String), i64>) -> String {
+    let mut s = String::new();
+    for ((workflow, code), n) in incidents {
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{workflow}/{code}: {n} events");
+    }
+    if s.is_empty() {
+        s.push_str("none");
+    }
+    s
+}
+
 /// Runs the demo.
-pub async fn run(config: Config, url: Option<String>) -> anyhow::Result<()> {
+///
+/// `settle` is how long the pipeline gets, after the last send, to produce
+/// what the check expects.
+pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyhow::Result<()> {
     let base = url.unwrap_or_else(|| format!("http://{}", config.http.addr));
+    let base = base.trim_end_matches('/').to_owned();
+    let rules_dir = Path::new(&config.rules.dir);
+    let rules = Rules::load(rules_dir)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("rules in {} are invalid", rules_dir.display()))?;
     let store = Store::connect(&config.database.url, 2, Duration::from_secs(5)).await?;
     store.migrate().await?;
     let ns = Namespace::new(config.namespace.clone()).map_err(anyhow::Error::msg)?;
@@ -53,132 +214,161 @@ pub async fn run(config: Config, url: Option<String>) -> anyhow::Result<()> {
             .json(&body)
             .send()
     };
+    let mut tally = Tally::default();
 
-    println!("over HTTP:");
-    let first = failure(
-        "co-1",
-        "checkout",
-        "charge",
-        "stripe",
-        "payment_timeout",
-        504,
-    );
-    for i in 1..=3 {
+    println!("over HTTP ({}):", rule_note(&rules, &CHECKOUT));
+    let first = CHECKOUT.failure(1);
+    for i in 1..=count(&rules, &CHECKOUT) {
+        // The first one is sent again below, byte for byte.
         let body = if i == 1 {
             first.clone()
         } else {
-            failure(
-                &format!("co-{i}"),
-                "checkout",
-                "charge",
-                "stripe",
-                "payment_timeout",
-                504,
-            )
+            CHECKOUT.failure(i)
         };
         let r = post("/api/v1/events", body)
             .await
-            .context("is `awfdrs up` running?")?;
-        println!(
-            "  checkout failure #{i} (payment_timeout)     -> {}",
-            r.status()
+            .with_context(|| format!("no answer from {base}: is `awfdrs up` running?"))?;
+        let status = r.status().as_u16();
+        row(
+            &format!("checkout failure #{i} ({})", CHECKOUT.code),
+            status,
         );
+        if tally.expect(&format!("checkout failure #{i}"), 202, status) {
+            tally.accept(&CHECKOUT);
+        }
     }
     let r = post("/api/v1/events", first.clone()).await?;
-    println!(
-        "  the first failure again, same key          -> {} {}",
-        r.status(),
-        r.text().await?
+    let status = r.status().as_u16();
+    row(
+        "the first failure again, same key",
+        format!("{status} {}", r.text().await?),
     );
+    tally.expect("the same failure again", 200, status);
     let mut changed = first;
     changed["vendor"] = json!("adyen");
     let r = post("/api/v1/events", changed).await?;
-    println!(
-        "  same key, different body                    -> {}",
-        r.status()
-    );
+    let status = r.status().as_u16();
+    row("same key, different body", status);
+    tally.expect("a reused key with a different body", 409, status);
     let r = post(
         "/api/v1/events",
         json!({"workflow_id": "Checkout!", "event_type": "exploded"}),
     )
     .await?;
-    println!(
-        "  an invalid event                            -> {} {}",
-        r.status(),
-        r.text().await?
-    );
-    let batch = json!([
-        failure("po-1", "payouts", "transfer", "adyen", "vendor_5xx", 502),
-        failure("po-2", "payouts", "transfer", "adyen", "vendor_5xx", 503),
-        {"idempotency_key": "po-3", "workflow_id": "payouts"}
-    ]);
-    let r = post("/api/v1/events/batch", batch).await?;
-    let statuses: Vec<u64> = r.json::<Value>().await?["results"]
+    let status = r.status().as_u16();
+    row("an invalid event", format!("{status} {}", r.text().await?));
+    tally.expect("an invalid event", 422, status);
+
+    let payouts = count(&rules, &PAYOUTS);
+    let mut batch: Vec<Value> = (1..=payouts).map(|i| PAYOUTS.failure(i)).collect();
+    batch.push(json!({"idempotency_key": "po-invalid", "workflow_id": "payouts"}));
+    let r = post("/api/v1/events/batch", Value::Array(batch)).await?;
+    let status = r.status().as_u16();
+    let statuses: Vec<u64> = r.json::<Value>().await.unwrap_or_default()["results"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x["status"].as_u64()).collect())
         .unwrap_or_default();
-    println!("  a batch of 2 payout failures and 1 invalid  -> {statuses:?}");
+    println!("  ({})", rule_note(&rules, &PAYOUTS));
+    row(
+        &format!("a batch of {payouts} payout failures, 1 invalid"),
+        format!("{statuses:?}"),
+    );
+    if tally.expect("the batch", 200, status) {
+        let want: Vec<u64> = (0..payouts).map(|_| 202).chain([422]).collect();
+        for (i, got) in statuses.iter().enumerate() {
+            if i < payouts as usize && *got == 202 {
+                tally.accept(&PAYOUTS);
+            }
+        }
+        if statuses != want {
+            tally.problems.push(format!(
+                "the batch: expected item statuses {want:?}, got {statuses:?}"
+            ));
+        }
+    }
 
-    println!("\nover NATS ({}):", ns.events_subject(&slug, "onboarding"));
+    let subject = ns.events_subject(&slug, ONBOARDING.workflow);
+    println!(
+        "\nover NATS ({subject}; {}):",
+        rule_note(&rules, &ONBOARDING)
+    );
     let mut dlq = bus.subscribe(ns.dlq(awfdrs_bus::Stage::Detector)).await?;
-    for i in 1..=2 {
-        let body = failure(
-            &format!("kyc-{i}"),
-            "onboarding",
-            "verify",
-            "twilio",
-            "dns_failure",
-            502,
-        );
+    for i in 1..=count(&rules, &ONBOARDING) {
         bus.publish_core(
-            ns.events_subject(&slug, "onboarding"),
+            subject.clone(),
             vec![(headers::CORRELATION_ID, format!("demo-nats-{i}"))],
-            Bytes::from(body.to_string()),
+            Bytes::from(ONBOARDING.failure(i).to_string()),
         )
         .await?;
-        println!("  onboarding failure #{i} (dns_failure) published");
+        tally.accept(&ONBOARDING);
+        row(
+            &format!("onboarding failure #{i} ({})", ONBOARDING.code),
+            "published",
+        );
     }
-    bus.publish_core(
-        ns.events_subject(&slug, "onboarding"),
-        vec![],
-        Bytes::from_static(b"{not json"),
-    )
-    .await?;
-    println!("  a malformed payload published");
+    bus.publish_core(subject.clone(), vec![], Bytes::from_static(b"{not json"))
+        .await?;
+    row("a malformed payload", "published");
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    match tokio::time::timeout_at(deadline.into(), dlq.next()).await {
+    let deadline = Instant::now() + settle;
+    // Ours: other producers in this namespace may be dead-lettered too.
+    let ours = async {
+        while let Some(m) = dlq.next().await {
+            if m.header(headers::DLQ_SUBJECT) == Some(subject.as_str()) {
+                return Some(m);
+            }
+        }
+        None
+    };
+    match tokio::time::timeout_at(deadline.into(), ours).await {
         Ok(Some(m)) => println!(
             "  dead-lettered on {}: {}",
             m.subject,
             m.header(headers::DLQ_REASON).unwrap_or("?")
         ),
-        _ => bail!("the malformed payload did not reach the dead-letter subject"),
+        _ => tally
+            .problems
+            .push("the malformed payload did not reach the dead-letter subject".to_owned()),
     }
 
-    // 3 + 2 + 2 failures in three signatures.
+    let want = tally.incidents(&rules);
+    let want_events = tally.events();
     let filter = IncidentFilter {
         tenant: Some(tenant.id),
         limit: 50,
         ..IncidentFilter::default()
     };
-    loop {
+    let (items, events) = loop {
         let page = store.list_incidents(&filter).await?;
-        let total: i64 = page.items.iter().map(|i| i.event_count).sum();
-        if page.items.len() == 3 && total == 7 {
-            println!("\nincidents of {slug}:");
-            crate::ops::print_incidents(&page.items);
-            println!(
-                "\nsee them over HTTP: curl -H 'Authorization: Bearer {key}' {base}/api/v1/incidents"
-            );
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "expected 3 incidents with 7 events, found {} with {total}",
-                page.items.len()
-            );
+        let events = store.event_count(tenant.id).await?;
+        if (found(&page.items) == want && events == want_events) || Instant::now() > deadline {
+            break (page.items, events);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("\nincidents of {slug}:");
+    crate::ops::print_incidents(&items);
+    if found(&items) != want {
+        tally.problems.push(format!(
+            "expected incidents {}; found {}",
+            describe(&want),
+            describe(&found(&items))
+        ));
     }
+    if events != want_events {
+        tally.problems.push(format!(
+            "expected {want_events} events stored for {slug}; found {events}"
+        ));
+    }
+    if !tally.problems.is_empty() {
+        bail!(
+            "the demo did not go as it should:\n  {}",
+            tally.problems.join("\n  ")
+        );
+    }
+    println!(
+        "\n{} incidents with {want_events} events, as the rules say.\nsee them over HTTP: GET {base}/api/v1/incidents with Authorization: Bearer {key}",
+        want.len()
+    );
+    Ok(())
 }
