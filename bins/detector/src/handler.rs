@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use awfdrs_bus::{Delivery, Handler, Namespace, Outcome};
-use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_event};
+use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_body};
 use awfdrs_guard::BreakerFeed;
 use awfdrs_runtime::Context;
 use awfdrs_store::{
@@ -71,22 +71,9 @@ impl DetectorHandler {
                 "bad_subject",
             );
         };
-        let value: serde_json::Value = match serde_json::from_slice(&d.payload) {
-            Ok(v) => v,
-            Err(e) => return Prepared::Rejected(format!("malformed JSON: {e}"), "malformed_json"),
-        };
-        let ValidEvent { event, body_hash } = match parse_event(&value, Utc::now()) {
-            Ok(v) => v,
-            Err(errs) => {
-                let reasons: Vec<String> = errs
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.reason))
-                    .collect();
-                return Prepared::Rejected(
-                    format!("invalid event: {}", reasons.join("; ")),
-                    "invalid_fields",
-                );
-            }
+        let ValidEvent { event, body_hash } = match parse_body(&d.payload, Utc::now()) {
+            Ok(p) => p.valid,
+            Err(e) => return Prepared::Rejected(e.to_string(), e.code()),
         };
         if event.workflow_id != workflow {
             return Prepared::Rejected(

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 
 use awfdrs_bus::{Outgoing, headers};
-use awfdrs_domain::{FieldError, ValidEvent, event_id, parse_event};
+use awfdrs_domain::{
+    FieldError, ParsedEvent, ValidEvent, check_correlation_id, event_id, parse_value, printable,
+};
 use awfdrs_store::{Claimed, KeyClaim, Tenant};
 use awfdrs_telemetry::{RejectLabels, SourceLabels};
 use axum::extract::State;
@@ -237,23 +239,28 @@ fn admit(state: &AppState, tenant: &Tenant, cells: usize) -> Result<(), Problem>
 }
 
 fn validate(value: &Value, headers: &HeaderMap) -> Result<Ready, Vec<FieldError>> {
-    let event = parse_event(value, Utc::now())?;
-    let correlation_id = event
+    let ParsedEvent { valid, canonical } = parse_value(value, Utc::now())?;
+    let header = match headers.get(headers::CORRELATION_ID) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().ok().filter(|v| check_correlation_id(v).is_ok());
+            Some(v.ok_or_else(|| {
+                vec![field(
+                    "X-Correlation-ID",
+                    "must be 1 to 255 characters without control characters",
+                )]
+            })?)
+        }
+    };
+    let correlation_id = valid
         .event
         .correlation_id
         .clone()
-        .or_else(|| {
-            headers
-                .get(headers::CORRELATION_ID)
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty() && v.len() <= 255 && !v.chars().any(char::is_control))
-                .map(str::to_owned)
-        })
+        .or_else(|| header.map(str::to_owned))
         .unwrap_or_else(|| Uuid::new_v4().to_string());
-    let canonical = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
     Ok(Ready {
-        event,
-        canonical,
+        event: valid,
+        canonical: Bytes::from(canonical),
         correlation_id,
     })
 }
@@ -458,11 +465,6 @@ fn not_published(why: &str) -> Fate {
     Fate::Rejected(Problem::unavailable(format!(
         "the message broker cannot take the event now ({why}); nothing was accepted"
     )))
-}
-
-/// A producer's string made safe for a log line.
-fn printable(s: &str) -> String {
-    s.escape_debug().to_string()
 }
 
 fn duplicate(state: &AppState, event_id: Uuid, correlation_id: String) -> Fate {
