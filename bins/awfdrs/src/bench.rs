@@ -378,6 +378,7 @@ impl Bench {
             ctx.bus.clone(),
             self.consumer_spec(&ctx),
             handler,
+            ctx.dead_letter_sink(),
             ctx.metrics.clone(),
             shutdown.clone(),
         ));

@@ -50,6 +50,11 @@ pub enum Command {
         #[command(subcommand)]
         command: BreakersCommand,
     },
+    /// Dead letters: list, show, or replay them (a replay is validated again).
+    Dlq {
+        #[command(subcommand)]
+        command: crate::dlq::DlqCommand,
+    },
     /// Read incidents.
     Incidents {
         #[command(subcommand)]
@@ -171,6 +176,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Breakers { command } => crate::ops::breakers(load(file, None)?, command).await,
         Command::Admin { command } => crate::ops::admin(load(file, None)?, command).await,
         Command::Incidents { command } => crate::ops::incidents(load(file, None)?, command).await,
+        Command::Dlq { command } => crate::dlq::run(load(file, None)?, command).await,
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => {

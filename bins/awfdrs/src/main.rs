@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod demo;
+mod dlq;
 mod events;
 mod ops;
 mod up;

@@ -37,6 +37,7 @@ enum Prepared {
     Event(Box<NewEvent>),
     Rejected(String, &'static str),
     Retry(String),
+    Unavailable(String),
 }
 
 impl DetectorHandler {
@@ -88,6 +89,9 @@ impl DetectorHandler {
             Ok(Some(id)) => id,
             Ok(None) => {
                 return Prepared::Rejected(format!("unknown tenant {tenant:?}"), "unknown_tenant");
+            }
+            Err(e) if e.is_unavailable() => {
+                return Prepared::Unavailable(format!("tenant lookup failed: {e}"));
             }
             Err(e) => return Prepared::Retry(format!("tenant lookup failed: {e}")),
         };
@@ -200,6 +204,10 @@ fn opened_message(ns: &Namespace, slugs: &HashMap<Uuid, String>, o: &OpenedIncid
 }
 
 impl Handler for DetectorHandler {
+    async fn ready(&self) -> bool {
+        self.ctx.store.ping().await.is_ok()
+    }
+
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
         let metrics = &self.ctx.metrics;
         let mut outcomes = vec![Outcome::Ack; batch.len()];
@@ -226,6 +234,7 @@ impl Handler for DetectorHandler {
                     outcomes[i] = Outcome::Reject(reason);
                 }
                 Prepared::Retry(reason) => outcomes[i] = Outcome::Retry(reason),
+                Prepared::Unavailable(reason) => outcomes[i] = Outcome::Unavailable(reason),
             }
         }
         if events.events.is_empty() {
@@ -251,7 +260,9 @@ impl Handler for DetectorHandler {
                 let transient = e.is_transient();
                 warn!(error = %e, transient, "batch transaction failed");
                 for &p in &positions {
-                    outcomes[p] = if transient {
+                    outcomes[p] = if e.is_unavailable() {
+                        Outcome::Unavailable(format!("database: {e}"))
+                    } else if transient {
                         Outcome::Retry(format!("database: {e}"))
                     } else {
                         Outcome::Reject(format!("database refused the event: {e}"))
@@ -282,6 +293,7 @@ impl DetectorHandler {
                         .await;
                     outcomes[p] = one[0].clone();
                 }
+                Err(e) if e.is_unavailable() => outcomes[p] = Outcome::Unavailable(e.to_string()),
                 Err(e) if e.is_transient() => outcomes[p] = Outcome::Retry(e.to_string()),
                 Err(e) => outcomes[p] = Outcome::Reject(format!("database refused the event: {e}")),
             }

@@ -54,6 +54,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     let feed = BreakerFeed::new(breakers, FeedSettings::default());
     let merge = feed.spawn(after.clone());
     let handler = Arc::new(DetectorHandler::new(ctx.clone(), feed));
+    let dead_letters = ctx.dead_letter_sink();
     let mut loops = tokio::task::JoinSet::new();
     let loops_stop = shutdown.child_token();
     for _ in 0..c.detector.consumers {
@@ -61,6 +62,7 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
             ctx.bus.clone(),
             spec.clone(),
             handler.clone(),
+            dead_letters.clone(),
             ctx.metrics.clone(),
             loops_stop.clone(),
         ));

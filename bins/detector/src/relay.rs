@@ -2,6 +2,10 @@
 //! deterministic message ids, then marks them. The handler publishes its own
 //! rows right after its commit; the sweeper picks up rows left behind by a
 //! crash between commit and publish.
+//!
+//! Neither dies: a publish error leaves the row for the next sweep, and a
+//! panic in one round is contained and logged; the sweeper logs when it
+//! stops, which it does only at shutdown.
 
 use std::time::Duration;
 
@@ -10,10 +14,18 @@ use awfdrs_runtime::Context;
 use awfdrs_store::OutboxRow;
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, info, warn};
 
-/// Publishes `rows` and marks the ones the broker acked.
+/// Publishes `rows` and marks the ones the broker acked. Never fails: what
+/// is not marked is published by the sweeper later.
 pub(crate) async fn publish(ctx: &Context, rows: Vec<OutboxRow>) {
+    if let Err(panic) = awfdrs_runtime::contain(publish_rows(ctx, rows)).await {
+        ctx.metrics.publish_failures.inc();
+        error!(panic = ?panic, "outbox publish panicked; the sweeper will retry");
+    }
+}
+
+async fn publish_rows(ctx: &Context, rows: Vec<OutboxRow>) {
     if rows.is_empty() {
         return;
     }
@@ -52,13 +64,20 @@ pub(crate) async fn sweep(ctx: Context, shutdown: CancellationToken) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        let min_age = ctx.config.detector.outbox_sweep_ms.saturating_mul(2);
-        match ctx.store.stale_outbox(min_age, 500).await {
-            Ok(rows) => publish(&ctx, rows).await,
-            Err(e) => warn!(error = %e, "outbox sweep failed"),
+        if let Err(panic) = awfdrs_runtime::contain(sweep_once(&ctx)).await {
+            error!(panic = ?panic, "outbox sweep panicked; sweeping again next period");
         }
+    }
+    info!("outbox sweeper stopped");
+}
+
+async fn sweep_once(ctx: &Context) {
+    let min_age = ctx.config.detector.outbox_sweep_ms.saturating_mul(2);
+    match ctx.store.stale_outbox(min_age, 500).await {
+        Ok(rows) => publish(ctx, rows).await,
+        Err(e) => warn!(error = %e, "outbox sweep failed"),
     }
 }

@@ -12,6 +12,9 @@ pub enum BusError {
     /// A KV operation failed.
     #[error("kv: {0}")]
     Kv(String),
+    /// A header could not be written.
+    #[error("header: {0}")]
+    Header(String),
     /// A compare-and-set lost to a concurrent writer too many times.
     #[error("kv: gave up after {0} conflicting updates")]
     Contention(u32),

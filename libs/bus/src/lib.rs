@@ -21,7 +21,9 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
 
-pub use consumer::{ConsumerSpec, Delivery, Handler, Outcome};
+pub use consumer::{
+    ConsumerSpec, DeadLetter, DeadLetterSink, Delivery, Disposition, Handler, Outcome,
+};
 pub use error::BusError;
 pub use names::{Namespace, Stage};
 
@@ -104,14 +106,30 @@ impl Bus {
         self.client.server_info().version
     }
 
-    /// Round trip to the server (readiness checks).
+    /// Round trip to the server within the publish timeout.
     ///
     /// # Errors
     /// When the server does not answer in time.
     pub async fn ping(&self) -> Result<(), BusError> {
-        tokio::time::timeout(self.publish_timeout, self.client.flush())
+        self.check(self.publish_timeout).await
+    }
+
+    /// Readiness: the connection is up and a round trip to the server
+    /// completes within `within`. A broker that went away is seen at once
+    /// (the connection state) or within `within` (the flush).
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] naming what failed.
+    pub async fn check(&self, within: Duration) -> Result<(), BusError> {
+        let state = self.client.connection_state();
+        if state != async_nats::connection::State::Connected {
+            return Err(BusError::Unavailable(format!("NATS connection is {state}")));
+        }
+        tokio::time::timeout(within, self.client.flush())
             .await
-            .map_err(|_| BusError::Unavailable("NATS flush timed out".into()))?
+            .map_err(|_| {
+                BusError::Unavailable(format!("NATS did not answer a flush within {within:?}"))
+            })?
             .map_err(|e| BusError::Unavailable(format!("NATS flush failed: {e}")))
     }
 
@@ -150,35 +168,31 @@ impl Bus {
     }
 
     async fn start_publish(&self, msg: Outgoing) -> Result<PublishAckFuture, BusError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(headers::MSG_ID, msg.msg_id.as_str());
+        let mut pairs: Vec<(&str, &str)> = vec![(headers::MSG_ID, msg.msg_id.as_str())];
         if let Some(c) = &msg.correlation_id {
-            headers.insert(headers::CORRELATION_ID, c.as_str());
+            pairs.push((headers::CORRELATION_ID, c.as_str()));
         }
-        for (name, value) in &msg.headers {
-            headers.insert(*name, value.as_str());
-        }
+        pairs.extend(msg.headers.iter().map(|(k, v)| (*k, v.as_str())));
+        let map = header_map(pairs)?;
         self.js
-            .publish_with_headers(msg.subject, headers, msg.payload)
+            .publish_with_headers(msg.subject, map, msg.payload)
             .await
             .map_err(|e| BusError::Unavailable(format!("publish failed: {e}")))
     }
 
     /// Publishes without JetStream (core NATS, no ack): what a producer
     /// outside AWFDRS does with `nats pub`. Used by the demo and tests.
+    /// Values are encoded like every header the bus writes.
     ///
     /// # Errors
-    /// When the client cannot send.
+    /// When a header name is invalid, or the client cannot send.
     pub async fn publish_core(
         &self,
         subject: String,
         headers: Vec<(&str, String)>,
         payload: Bytes,
     ) -> Result<(), BusError> {
-        let mut map = HeaderMap::new();
-        for (k, v) in headers {
-            map.insert(k, v.as_str());
-        }
+        let map = header_map(headers.iter().map(|(k, v)| (*k, v.as_str())))?;
         self.client
             .publish_with_headers(subject, map, payload)
             .await
@@ -188,6 +202,54 @@ impl Bus {
             .await
             .map_err(|e| BusError::Unavailable(format!("flush failed: {e}")))
     }
+
+    /// The largest message (payload and headers) the server accepts.
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+}
+
+/// A header map of `pairs`, every value through [`headers::encode`].
+///
+/// # Errors
+/// [`BusError::Header`] for a name that is not printable ASCII without `:`.
+pub(crate) fn header_map<'a>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<HeaderMap, BusError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in pairs {
+        if !headers::is_valid_name(name) {
+            return Err(BusError::Header(format!(
+                "invalid header name {:?}",
+                headers::encode(name)
+            )));
+        }
+        let value: async_nats::HeaderValue = headers::encode(value)
+            .parse()
+            .map_err(|_| BusError::Header(format!("header {name}: value cannot be encoded")))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// The first value of every header, decoded with [`headers::decode`].
+pub(crate) fn decoded_headers(map: Option<&HeaderMap>) -> Vec<(String, String)> {
+    let Some(map) = map else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter_map(|(name, values)| {
+            let v = values.first()?;
+            Some((name.to_string(), headers::decode(v.as_str()).into_owned()))
+        })
+        .collect()
+}
+
+fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// A message seen by a plain subscription.
@@ -196,11 +258,17 @@ pub struct Seen {
     pub subject: String,
     pub payload: Bytes,
     headers: Option<HeaderMap>,
+    decoded: Vec<(String, String)>,
 }
 
 impl Seen {
-    /// A header's value.
+    /// A header's value, decoded (what the writer gave the bus).
     pub fn header(&self, name: &str) -> Option<&str> {
+        lookup(&self.decoded, name)
+    }
+
+    /// A header's value as it travelled (encoded, see [`headers`]).
+    pub fn raw_header(&self, name: &str) -> Option<&str> {
         self.headers
             .as_ref()
             .and_then(|h| h.get(name))
@@ -231,6 +299,7 @@ impl Bus {
         Ok(sub.map(|m| Seen {
             subject: m.subject.to_string(),
             payload: m.payload,
+            decoded: decoded_headers(m.headers.as_ref()),
             headers: m.headers,
         }))
     }

@@ -2,7 +2,9 @@
 //! builds the connections and registries once from the configuration and
 //! hands them to the workers' `run(ctx, shutdown)`; [`shutdown_token`] turns
 //! SIGTERM and SIGINT into a cancellation; [`serve_metrics`] exposes
-//! `GET /metrics` for a worker that has no HTTP server of its own.
+//! `GET /metrics` for a worker that has no HTTP server of its own;
+//! [`StoreDeadLetters`] records the consumer loop's dead letters in
+//! PostgreSQL.
 //!
 //! Nothing here decides anything: it wires.
 
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use awfdrs_bus::{Bus, Namespace, topology::ConsumerSettings};
+use awfdrs_bus::{Bus, DeadLetter, DeadLetterSink, Namespace, topology::ConsumerSettings};
 use awfdrs_config::Config;
 use awfdrs_rules::RulesHandle;
 use awfdrs_store::Store;
@@ -84,6 +86,11 @@ impl Context {
             .await
             .context("declaring JetStream streams")?;
         Ok(())
+    }
+
+    /// The sink that records this process's dead letters.
+    pub fn dead_letter_sink(&self) -> Arc<StoreDeadLetters> {
+        Arc::new(StoreDeadLetters::new(self.store.clone()))
     }
 
     /// The consumer settings of the configuration.
@@ -219,11 +226,24 @@ pub fn ops_router<S: Clone + Send + Sync + 'static>(ctx: Context) -> axum::Route
         )
 }
 
-/// 200 when PostgreSQL and NATS both answer, 503 naming what does not.
+/// How long each readiness check may take.
+pub const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// 200 when PostgreSQL and NATS both answer, 503 naming what does not and
+/// why. The checks run concurrently, each within [`READY_CHECK_TIMEOUT`].
 async fn readiness(ctx: &Context) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
-    let db = ctx.store.ping().await.map_err(|e| e.to_string());
-    let nats = ctx.bus.ping().await.map_err(|e| e.to_string());
+    let (db, nats) = tokio::join!(check_store(&ctx.store), async {
+        ctx.bus
+            .check(READY_CHECK_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+    });
     let ok = db.is_ok() && nats.is_ok();
+    for (what, r) in [("postgres", &db), ("nats", &nats)] {
+        if let Err(e) = r {
+            warn!(check = what, cause = %e, "not ready");
+        }
+    }
     let body = serde_json::json!({
         "status": if ok { "ready" } else { "not_ready" },
         "checks": {
@@ -237,6 +257,78 @@ async fn readiness(ctx: &Context) -> (axum::http::StatusCode, axum::Json<serde_j
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
     (status, axum::Json(body))
+}
+
+/// A round trip to PostgreSQL within [`READY_CHECK_TIMEOUT`], or why not.
+///
+/// # Errors
+/// The store's error text, or that no answer came in time.
+pub async fn check_store(store: &Store) -> Result<(), String> {
+    match tokio::time::timeout(READY_CHECK_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "database unavailable: no answer within {READY_CHECK_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// Records dead letters in PostgreSQL's `dead_letters` table.
+#[derive(Debug, Clone)]
+pub struct StoreDeadLetters {
+    store: Store,
+}
+
+impl StoreDeadLetters {
+    /// A sink over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl DeadLetterSink for StoreDeadLetters {
+    async fn record(&self, letter: &DeadLetter) -> Result<i64, String> {
+        let headers: serde_json::Map<String, serde_json::Value> = letter
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        let stage = letter.stage.to_string();
+        self.store
+            .record_dead_letter(&awfdrs_store::NewDeadLetter {
+                stage: &stage,
+                subject: &letter.subject,
+                stream_sequence: i64::try_from(letter.stream_sequence).unwrap_or(i64::MAX),
+                delivered: letter.delivered,
+                consumer: &letter.consumer,
+                reason: &letter.reason,
+                headers: serde_json::Value::Object(headers),
+                payload: &letter.payload,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs `f`, containing a panic: `Err` holds the panic's message. For
+/// background work that must outlive a bug in one round (the outbox relay).
+///
+/// # Errors
+/// When `f` panicked.
+pub async fn contain<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    use futures::FutureExt as _;
+    std::panic::AssertUnwindSafe(f)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            if let Some(s) = panic.downcast_ref::<&str>() {
+                (*s).to_owned()
+            } else if let Some(s) = panic.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "a panic without a message".to_owned()
+            }
+        })
 }
 
 /// Runs `work` until it ends, or until `grace` after `shutdown` fired.
@@ -264,6 +356,13 @@ mod tests {
     fn passwords_are_redacted() {
         assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_contained_with_its_message() {
+        assert_eq!(contain(async { 7 }).await, Ok(7));
+        let r: Result<(), String> = contain(async { panic!("boom {}", 1) }).await;
+        assert_eq!(r, Err("boom 1".to_owned()));
     }
 
     #[test]

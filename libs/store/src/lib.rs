@@ -6,6 +6,7 @@
 
 mod arbiter;
 mod bench;
+mod dead_letters;
 mod detect;
 mod error;
 mod incidents;
@@ -20,8 +21,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
 pub use bench::{BareRow, BenchDatabase, BenchTally};
+pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident};
-pub use error::StoreError;
+pub use error::{DbFailure, StoreError};
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
 pub use outbox::OutboxRow;
