@@ -444,6 +444,24 @@ impl Up {
         }
     }
 
+    /// Waits until `/ready` answers 200: true, or false when `within`
+    /// passes or the process exits first.
+    pub async fn try_ready(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.exit_status().is_some() {
+                return false;
+            }
+            if self.ready_status().await == Some(200) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGKILLs the process and reaps it.
     pub async fn kill(&mut self) {
         let _ = self.child.start_kill();
