@@ -184,65 +184,362 @@ fn cases() -> Vec<Case> {
     let nul = || json!("a\u{0}b");
     vec![
         // Values that would reach a NATS header or a log raw.
-        case("http_correlation_id_newline", post(ev_with("http_correlation_id_newline", "correlation_id", json!("x\ny"))), Invalid("correlation_id")),
-        case("http_correlation_id_escape", post(ev_with("http_correlation_id_escape", "correlation_id", json!("\u{1b}]0;owned\u{7}\r"))), Invalid("correlation_id")),
-        case("http_correlation_id_tab", post(ev_with("http_correlation_id_tab", "correlation_id", json!("a\tb"))), Invalid("correlation_id")),
-        case("http_batch_correlation_id_newline", batch(vec![ev("http_batch_corr-0"), ev_with("http_batch_corr-1", "correlation_id", json!("x\ny")), ev("http_batch_corr-2")]), Batch(vec![Item::S(202), Item::Invalid("correlation_id"), Item::S(202)])),
-        case("nats_unknown_field_newline", nats(ev_with("nats_unknown_field_newline", "a\nb", json!(1))), Dead("unknown")),
-        case("nats_correlation_id_newline_opens_incident", nats({ let mut v = ev_with("nats_corr_incident", "correlation_id", json!("x\ny\r\u{1b}[2J")); v["error"]["code"] = json!("payment_timeout"); v }), Settled),
-        case("nats_unknown_field_escape", nats(ev_with("nats_unknown_field_escape", "\u{1b}[2J\r", json!(1))), Dead("unknown")),
+        case(
+            "http_correlation_id_newline",
+            post(ev_with(
+                "http_correlation_id_newline",
+                "correlation_id",
+                json!("x\ny"),
+            )),
+            Invalid("correlation_id"),
+        ),
+        case(
+            "http_correlation_id_escape",
+            post(ev_with(
+                "http_correlation_id_escape",
+                "correlation_id",
+                json!("\u{1b}]0;owned\u{7}\r"),
+            )),
+            Invalid("correlation_id"),
+        ),
+        case(
+            "http_correlation_id_tab",
+            post(ev_with(
+                "http_correlation_id_tab",
+                "correlation_id",
+                json!("a\tb"),
+            )),
+            Invalid("correlation_id"),
+        ),
+        case(
+            "http_batch_correlation_id_newline",
+            batch(vec![
+                ev("http_batch_corr-0"),
+                ev_with("http_batch_corr-1", "correlation_id", json!("x\ny")),
+                ev("http_batch_corr-2"),
+            ]),
+            Batch(vec![
+                Item::S(202),
+                Item::Invalid("correlation_id"),
+                Item::S(202),
+            ]),
+        ),
+        case(
+            "nats_unknown_field_newline",
+            nats(ev_with("nats_unknown_field_newline", "a\nb", json!(1))),
+            Dead("unknown"),
+        ),
+        case(
+            "nats_correlation_id_newline_opens_incident",
+            nats({
+                let mut v = ev_with(
+                    "nats_corr_incident",
+                    "correlation_id",
+                    json!("x\ny\r\u{1b}[2J"),
+                );
+                v["error"]["code"] = json!("payment_timeout");
+                v
+            }),
+            Settled,
+        ),
+        case(
+            "nats_unknown_field_escape",
+            nats(ev_with(
+                "nats_unknown_field_escape",
+                "\u{1b}[2J\r",
+                json!(1),
+            )),
+            Dead("unknown"),
+        ),
         // Characters PostgreSQL cannot store: refused, never 202 then lost.
-        case("http_nul_step", post(ev_with("http_nul_step", "step", nul())), Invalid("step")),
-        case("http_nul_error_message", post(ev_with("http_nul_error_message", "error.message", nul())), Invalid("error.message")),
-        case("http_nul_error_code", post(ev_with("http_nul_error_code", "error.code", nul())), Invalid("error.code")),
-        case("http_nul_workflow_run_id", post(ev_with("http_nul_workflow_run_id", "workflow_run_id", nul())), Invalid("workflow_run_id")),
-        case("http_nul_metadata_key", post(ev_with("http_nul_metadata_key", "metadata", json!({"a\u{0}b": 1}))), Invalid("metadata")),
-        case("http_nul_metadata_value", post(ev_with("http_nul_metadata_value", "metadata.note", nul())), Invalid("metadata")),
-        case("http_nul_metadata_nested", post(ev_with("http_nul_metadata_nested", "metadata", json!({"a": {"b": ["ok", "x\u{0}"]}}))), Invalid("metadata")),
-        case("http_nul_idempotency_key", post(ev("http_nul_\u{0}_idempotency_key")), Invalid("idempotency_key")),
-        case("http_nul_correlation_id", post(ev_with("http_nul_correlation_id", "correlation_id", nul())), Invalid("correlation_id")),
-        case("http_batch_nul_items", batch(vec![ev("http_batch_nul-0"), ev("http_batch_nul-\u{0}1"), ev("http_batch_nul-2"), ev_with("http_batch_nul-3", "step", nul()), ev_with("http_batch_nul-4", "metadata", json!({"k\u{0}": 1})), ev_with("http_batch_nul-5", "correlation_id", nul())]), Batch(vec![Item::S(202), Item::Invalid("idempotency_key"), Item::S(202), Item::Invalid("step"), Item::Invalid("metadata"), Item::Invalid("correlation_id")])),
-        case("nats_nul_step", nats(ev_with("nats_nul_step", "step", nul())), Dead("step")),
-        case("nats_nul_error_message", nats(ev_with("nats_nul_error_message", "error.message", nul())), Dead("error.message")),
-        case("nats_nul_workflow_run_id", nats(ev_with("nats_nul_workflow_run_id", "workflow_run_id", nul())), Dead("workflow_run_id")),
-        case("nats_nul_metadata_key", nats(ev_with("nats_nul_metadata_key", "metadata", json!({"a\u{0}b": 1}))), Dead("metadata")),
-        case("nats_nul_metadata_value", nats(ev_with("nats_nul_metadata_value", "metadata.note", nul())), Dead("metadata")),
-        case("nats_nul_idempotency_key", nats(ev("nats_nul_\u{0}_idempotency_key")), Dead("idempotency_key")),
-        case("nats_nul_correlation_id", nats(ev_with("nats_nul_correlation_id", "correlation_id", nul())), Dead("correlation_id")),
+        case(
+            "http_nul_step",
+            post(ev_with("http_nul_step", "step", nul())),
+            Invalid("step"),
+        ),
+        case(
+            "http_nul_error_message",
+            post(ev_with("http_nul_error_message", "error.message", nul())),
+            Invalid("error.message"),
+        ),
+        case(
+            "http_nul_error_code",
+            post(ev_with("http_nul_error_code", "error.code", nul())),
+            Invalid("error.code"),
+        ),
+        case(
+            "http_nul_workflow_run_id",
+            post(ev_with(
+                "http_nul_workflow_run_id",
+                "workflow_run_id",
+                nul(),
+            )),
+            Invalid("workflow_run_id"),
+        ),
+        case(
+            "http_nul_metadata_key",
+            post(ev_with(
+                "http_nul_metadata_key",
+                "metadata",
+                json!({"a\u{0}b": 1}),
+            )),
+            Invalid("metadata"),
+        ),
+        case(
+            "http_nul_metadata_value",
+            post(ev_with("http_nul_metadata_value", "metadata.note", nul())),
+            Invalid("metadata"),
+        ),
+        case(
+            "http_nul_metadata_nested",
+            post(ev_with(
+                "http_nul_metadata_nested",
+                "metadata",
+                json!({"a": {"b": ["ok", "x\u{0}"]}}),
+            )),
+            Invalid("metadata"),
+        ),
+        case(
+            "http_nul_idempotency_key",
+            post(ev("http_nul_\u{0}_idempotency_key")),
+            Invalid("idempotency_key"),
+        ),
+        case(
+            "http_nul_correlation_id",
+            post(ev_with("http_nul_correlation_id", "correlation_id", nul())),
+            Invalid("correlation_id"),
+        ),
+        case(
+            "http_batch_nul_items",
+            batch(vec![
+                ev("http_batch_nul-0"),
+                ev("http_batch_nul-\u{0}1"),
+                ev("http_batch_nul-2"),
+                ev_with("http_batch_nul-3", "step", nul()),
+                ev_with("http_batch_nul-4", "metadata", json!({"k\u{0}": 1})),
+                ev_with("http_batch_nul-5", "correlation_id", nul()),
+            ]),
+            Batch(vec![
+                Item::S(202),
+                Item::Invalid("idempotency_key"),
+                Item::S(202),
+                Item::Invalid("step"),
+                Item::Invalid("metadata"),
+                Item::Invalid("correlation_id"),
+            ]),
+        ),
+        case(
+            "nats_nul_step",
+            nats(ev_with("nats_nul_step", "step", nul())),
+            Dead("step"),
+        ),
+        case(
+            "nats_nul_error_message",
+            nats(ev_with("nats_nul_error_message", "error.message", nul())),
+            Dead("error.message"),
+        ),
+        case(
+            "nats_nul_workflow_run_id",
+            nats(ev_with(
+                "nats_nul_workflow_run_id",
+                "workflow_run_id",
+                nul(),
+            )),
+            Dead("workflow_run_id"),
+        ),
+        case(
+            "nats_nul_metadata_key",
+            nats(ev_with(
+                "nats_nul_metadata_key",
+                "metadata",
+                json!({"a\u{0}b": 1}),
+            )),
+            Dead("metadata"),
+        ),
+        case(
+            "nats_nul_metadata_value",
+            nats(ev_with("nats_nul_metadata_value", "metadata.note", nul())),
+            Dead("metadata"),
+        ),
+        case(
+            "nats_nul_idempotency_key",
+            nats(ev("nats_nul_\u{0}_idempotency_key")),
+            Dead("idempotency_key"),
+        ),
+        case(
+            "nats_nul_correlation_id",
+            nats(ev_with("nats_nul_correlation_id", "correlation_id", nul())),
+            Dead("correlation_id"),
+        ),
         // Message ids and the one arbiter of a key.
-        case("predictable_message_id", Input::Scenario(|h| Box::pin(predictable_message_id(h))), Scenario),
-        case("race_http_and_nats_two_bodies", Input::Scenario(|h| Box::pin(race_http_and_nats(h))), Scenario),
-        case("nats_reused_key_after_http", Input::Scenario(|h| Box::pin(nats_reused_key_after_http(h))), Scenario),
-        case("http_reused_key_after_nats", Input::Scenario(|h| Box::pin(http_reused_key_after_nats(h))), Scenario),
+        case(
+            "predictable_message_id",
+            Input::Scenario(|h| Box::pin(predictable_message_id(h))),
+            Scenario,
+        ),
+        case(
+            "race_http_and_nats_two_bodies",
+            Input::Scenario(|h| Box::pin(race_http_and_nats(h))),
+            Scenario,
+        ),
+        case(
+            "nats_reused_key_after_http",
+            Input::Scenario(|h| Box::pin(nats_reused_key_after_http(h))),
+            Scenario,
+        ),
+        case(
+            "http_reused_key_after_nats",
+            Input::Scenario(|h| Box::pin(http_reused_key_after_nats(h))),
+            Scenario,
+        ),
         // A dead letter too big to copy.
-        case("nats_oversized_invalid_message", Input::Scenario(|h| Box::pin(oversized_invalid(h))), Scenario),
+        case(
+            "nats_oversized_invalid_message",
+            Input::Scenario(|h| Box::pin(oversized_invalid(h))),
+            Scenario,
+        ),
         // Slow and unauthenticated clients.
-        case("raw_slow_headers", raw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"), Closed),
-        case("raw_stalled_body", raw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"idem"), Closed),
-        case("raw_unknown_key_body_not_read", raw("POST /api/v1/events/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer awf_0000\r\nContent-Type: application/json\r\nContent-Length: 8000000\r\n\r\n"), Answer(401)),
-        case("raw_no_key_body_not_read", raw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200000\r\n\r\n"), Answer(401)),
+        case(
+            "raw_slow_headers",
+            raw(
+                "POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n",
+            ),
+            Closed,
+        ),
+        case(
+            "raw_stalled_body",
+            raw(
+                "POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"idem",
+            ),
+            Closed,
+        ),
+        case(
+            "raw_unknown_key_body_not_read",
+            raw(
+                "POST /api/v1/events/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer awf_0000\r\nContent-Type: application/json\r\nContent-Length: 8000000\r\n\r\n",
+            ),
+            Answer(401),
+        ),
+        case(
+            "raw_no_key_body_not_read",
+            raw(
+                "POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200000\r\n\r\n",
+            ),
+            Answer(401),
+        ),
         // Cancellation.
-        case("cancelled_requests_leave_no_transaction", Input::Scenario(|h| Box::pin(cancelled_requests(h))), Scenario),
+        case(
+            "cancelled_requests_leave_no_transaction",
+            Input::Scenario(|h| Box::pin(cancelled_requests(h))),
+            Scenario,
+        ),
         // Client errors are 4xx with problem+json.
-        case("http_query_workflow_id_nul", get("/api/v1/incidents?workflow_id=%00"), ClientError),
-        case("http_cursor_out_of_range", Input::Get(format!("/api/v1/incidents?cursor={}", out_of_range_cursor()), Auth::Bearer), ClientError),
-        case("http_cursor_garbage", get("/api/v1/incidents?cursor=%FF%FE%00"), ClientError),
-        case("http_limit_garbage", get("/api/v1/incidents?limit=-1"), ClientError),
+        case(
+            "http_query_workflow_id_nul",
+            get("/api/v1/incidents?workflow_id=%00"),
+            ClientError,
+        ),
+        case(
+            "http_cursor_out_of_range",
+            Input::Get(
+                format!("/api/v1/incidents?cursor={}", out_of_range_cursor()),
+                Auth::Bearer,
+            ),
+            ClientError,
+        ),
+        case(
+            "http_cursor_garbage",
+            get("/api/v1/incidents?cursor=%FF%FE%00"),
+            ClientError,
+        ),
+        case(
+            "http_limit_garbage",
+            get("/api/v1/incidents?limit=-1"),
+            ClientError,
+        ),
         case("http_unknown_path", get("/api/v1/nope"), Status(404)),
         case("http_wrong_method", get("/api/v1/events"), Status(405)),
-        case("raw_uri_too_long", Input::Raw(format!("GET /api/v1/incidents?x={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", "a".repeat(70_000)).into_bytes()), Answer(414)),
-        case("raw_too_many_headers", Input::Raw(format!("GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n{}\r\n", (0..200).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()).into_bytes()), Answer(431)),
+        case(
+            "raw_uri_too_long",
+            Input::Raw(
+                format!(
+                    "GET /api/v1/incidents?x={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                    "a".repeat(70_000)
+                )
+                .into_bytes(),
+            ),
+            Answer(414),
+        ),
+        case(
+            "raw_too_many_headers",
+            Input::Raw(
+                format!(
+                    "GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n{}\r\n",
+                    (0..200)
+                        .map(|i| format!("X-H{i}: v\r\n"))
+                        .collect::<String>()
+                )
+                .into_bytes(),
+            ),
+            Answer(431),
+        ),
         // Keys.
-        case("http_lowercase_bearer", post_as(Auth::LowerBearer, ev("http_lowercase_bearer")), Status(202)),
-        case("http_two_authorization_headers", post_as(Auth::TwoHeaders, ev("http_two_authorization_headers")), Status(400)),
-        case("http_bearer_and_signature_of_other_tenant", post_as(Auth::BearerAndSigned, ev("http_bearer_and_signature")), Status(401)),
-        case("http_signed_webhook_accepted", post_as(Auth::Signed(None), ev("http_signed_webhook_accepted")), Status(202)),
-        case("http_webhook_timestamp_i64_min", post_as(Auth::Signed(Some(i64::MIN)), ev("http_webhook_timestamp_min")), Status(401)),
-        case("http_webhook_timestamp_i64_max", post_as(Auth::Signed(Some(i64::MAX)), ev("http_webhook_timestamp_max")), Status(401)),
-        case("http_admin_key_cannot_ingest", post_as(Auth::Admin, ev("http_admin_key_cannot_ingest")), Status(401)),
-        case("webhook_401_says_nothing_of_secrets", Input::Scenario(|h| Box::pin(webhook_401_uniform(h))), Scenario),
-        case("rotate_and_revoke_key", Input::Scenario(|h| Box::pin(rotate_and_revoke(h))), Scenario),
-        case("breakers_scoped_to_tenant", Input::Scenario(|h| Box::pin(breakers_scoped(h))), Scenario),
+        case(
+            "http_lowercase_bearer",
+            post_as(Auth::LowerBearer, ev("http_lowercase_bearer")),
+            Status(202),
+        ),
+        case(
+            "http_two_authorization_headers",
+            post_as(Auth::TwoHeaders, ev("http_two_authorization_headers")),
+            Status(400),
+        ),
+        case(
+            "http_bearer_and_signature_of_other_tenant",
+            post_as(Auth::BearerAndSigned, ev("http_bearer_and_signature")),
+            Status(401),
+        ),
+        case(
+            "http_signed_webhook_accepted",
+            post_as(Auth::Signed(None), ev("http_signed_webhook_accepted")),
+            Status(202),
+        ),
+        case(
+            "http_webhook_timestamp_i64_min",
+            post_as(
+                Auth::Signed(Some(i64::MIN)),
+                ev("http_webhook_timestamp_min"),
+            ),
+            Status(401),
+        ),
+        case(
+            "http_webhook_timestamp_i64_max",
+            post_as(
+                Auth::Signed(Some(i64::MAX)),
+                ev("http_webhook_timestamp_max"),
+            ),
+            Status(401),
+        ),
+        case(
+            "http_admin_key_cannot_ingest",
+            post_as(Auth::Admin, ev("http_admin_key_cannot_ingest")),
+            Status(401),
+        ),
+        case(
+            "webhook_401_says_nothing_of_secrets",
+            Input::Scenario(|h| Box::pin(webhook_401_uniform(h))),
+            Scenario,
+        ),
+        case(
+            "rotate_and_revoke_key",
+            Input::Scenario(|h| Box::pin(rotate_and_revoke(h))),
+            Scenario,
+        ),
+        case(
+            "breakers_scoped_to_tenant",
+            Input::Scenario(|h| Box::pin(breakers_scoped(h))),
+            Scenario,
+        ),
         // Plain good traffic, which must keep working in between.
         case("http_good_event", post(ev("http_good_event")), Status(202)),
         case("nats_good_event", nats(ev("nats_good_event")), Settled),
@@ -396,7 +693,12 @@ impl H {
         .unwrap()
     }
 
-    async fn wait_stored(&self, tenant: uuid::Uuid, key: &str, within: Duration) -> Option<Vec<u8>> {
+    async fn wait_stored(
+        &self,
+        tenant: uuid::Uuid,
+        key: &str,
+        within: Duration,
+    ) -> Option<Vec<u8>> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(h) = self.stored(tenant, key).await {
@@ -465,13 +767,11 @@ fn is_problem(ct: &str, body: &Value, status: u16) -> Result<(), String> {
 }
 
 fn names_field(problem: &Value, field: &str) -> Result<(), String> {
-    let named = problem["errors"]
-        .as_array()
-        .is_some_and(|errs| {
-            errs.iter()
-                .filter_map(|e| e["field"].as_str())
-                .any(|f| f.starts_with(field))
-        });
+    let named = problem["errors"].as_array().is_some_and(|errs| {
+        errs.iter()
+            .filter_map(|e| e["field"].as_str())
+            .any(|f| f.starts_with(field))
+    });
     if named {
         Ok(())
     } else {
@@ -528,7 +828,9 @@ async fn run_case(h: &H, c: &Case) -> Result<(), String> {
                     if reason.to_lowercase().contains(&want.to_lowercase()) {
                         Ok(())
                     } else {
-                        Err(format!("dead-lettered, but the reason does not say {want:?}: {reason:?}"))
+                        Err(format!(
+                            "dead-lettered, but the reason does not say {want:?}: {reason:?}"
+                        ))
                     }
                 }
                 (Expect::Dead(_), None) => Err("stored, not dead-lettered".into()),
@@ -616,7 +918,9 @@ async fn raw_closed(h: &H, bytes: &[u8]) -> Result<(), String> {
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let (mut r, mut w) = s.into_split();
-    w.write_all(bytes).await.map_err(|e| format!("write: {e}"))?;
+    w.write_all(bytes)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     let within = Duration::from_secs(60);
     let mut buf = [0u8; 4096];
     let read_all = async {
@@ -703,7 +1007,8 @@ async fn raw_answer(
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type").then(|| v.trim().to_owned())
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
         })
         .unwrap_or_default();
     let body = String::from_utf8_lossy(&data[end + 4..]).into_owned();
@@ -781,7 +1086,9 @@ async fn race_http_and_nats(h: &H) -> Result<(), String> {
         let (again, _) = h.post_event(&y).await;
         let want = if y_won { 200 } else { 409 };
         if again != want {
-            lies.push(format!("{key}: the HTTP body sent again got {again}, not {want}"));
+            lies.push(format!(
+                "{key}: the HTTP body sent again got {again}, not {want}"
+            ));
         }
     }
     if lies.is_empty() {
@@ -814,9 +1121,16 @@ async fn nats_reused_key_after_http(h: &H) -> Result<(), String> {
     let seq = h
         .publish(("acme", h.acme.0), "checkout", None, payload.clone())
         .await?;
-    match h.settle(seq, h.acme.0, &payload, Duration::from_secs(20)).await? {
+    match h
+        .settle(seq, h.acme.0, &payload, Duration::from_secs(20))
+        .await?
+    {
         Some(reason) if reason.to_lowercase().contains("key") => {}
-        Some(reason) => return Err(format!("dead-lettered, but not as a reused key: {reason:?}")),
+        Some(reason) => {
+            return Err(format!(
+                "dead-lettered, but not as a reused key: {reason:?}"
+            ));
+        }
         None => return Err("the second body replaced the first".into()),
     }
     let (status, _) = h.post_event(&x).await;
@@ -836,7 +1150,10 @@ async fn http_reused_key_after_nats(h: &H) -> Result<(), String> {
     let seq = h
         .publish(("acme", h.acme.0), "checkout", None, payload.clone())
         .await?;
-    if let Some(reason) = h.settle(seq, h.acme.0, &payload, Duration::from_secs(20)).await? {
+    if let Some(reason) = h
+        .settle(seq, h.acme.0, &payload, Duration::from_secs(20))
+        .await?
+    {
         return Err(format!("a good event was dead-lettered: {reason}"));
     }
     let (status, _) = h.post_event(&y).await;
@@ -863,7 +1180,10 @@ async fn oversized_invalid(h: &H) -> Result<(), String> {
     let seq = h
         .publish(("acme", h.acme.0), "checkout", None, payload.clone())
         .await?;
-    match h.settle(seq, h.acme.0, &payload, Duration::from_secs(45)).await? {
+    match h
+        .settle(seq, h.acme.0, &payload, Duration::from_secs(45))
+        .await?
+    {
         Some(_) => Ok(()),
         None => Err("an invalid event was stored".into()),
     }
@@ -922,7 +1242,10 @@ async fn cancelled_requests(h: &H) -> Result<(), String> {
     if wrong.is_empty() {
         Ok(())
     } else {
-        Err(format!("sent again after cancellation: {}", wrong.join("; ")))
+        Err(format!(
+            "sent again after cancellation: {}",
+            wrong.join("; ")
+        ))
     }
 }
 
@@ -951,7 +1274,10 @@ async fn webhook_401_uniform(h: &H) -> Result<(), String> {
         is_problem(&ct, &answer, status)?;
         answers.push((tenant, answer["detail"].clone(), answer["title"].clone()));
     }
-    if answers.iter().all(|a| a.1 == answers[0].1 && a.2 == answers[0].2) {
+    if answers
+        .iter()
+        .all(|a| a.1 == answers[0].1 && a.2 == answers[0].2)
+    {
         Ok(())
     } else {
         Err(format!("the 401s differ by tenant: {answers:?}"))
@@ -1074,7 +1400,9 @@ async fn breakers_scoped(h: &H) -> Result<(), String> {
             break;
         }
         if Instant::now() >= deadline {
-            return Err(format!("the admin key never saw paypal: {status} {names:?}"));
+            return Err(format!(
+                "the admin key never saw paypal: {status} {names:?}"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -1185,9 +1513,10 @@ async fn hostile_input_never_crashes_loses_or_lies() {
     let (slow, quick): (Vec<&Case>, Vec<&Case>) = cases
         .iter()
         .partition(|c| matches!(c.expect, Expect::Closed));
-    let slow_runs = futures::future::join_all(slow.iter().map(|c| async {
-        (c.name, run_case(&h, c).await)
-    }));
+    let slow_runs = futures::future::join_all(
+        slow.iter()
+            .map(|c| async { (c.name, run_case(&h, c).await) }),
+    );
     let quick_runs = async {
         let mut out = Vec::new();
         for c in &quick {
@@ -1277,7 +1606,10 @@ async fn hostile_input_never_crashes_loses_or_lies() {
         report.push_str(&format!("  FAIL  final: {f}\n"));
     }
     if finals.len() > 30 {
-        report.push_str(&format!("  ... and {} more final failures\n", finals.len() - 30));
+        report.push_str(&format!(
+            "  ... and {} more final failures\n",
+            finals.len() - 30
+        ));
     }
     eprintln!("hostile input, {} cases:\n{report}", results.len());
     let failed = results.iter().filter(|r| r.1.is_err()).count();
