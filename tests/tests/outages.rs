@@ -40,18 +40,42 @@ struct Load {
     unexpected: std::sync::Mutex<Vec<String>>,
 }
 
-/// Waits up to `within` for `/ready` to answer `want`.
-async fn ready_turns(up: &Up, want: u16, within: Duration) -> bool {
+/// Waits up to `within` for `/ready` to answer `want`; its body then.
+async fn ready_answers(up: &Up, want: u16, within: Duration) -> Option<String> {
     let deadline = Instant::now() + within;
     loop {
-        if up.ready_status().await == Some(want) {
-            return true;
+        if let Some((status, body)) = up.ready().await
+            && status == want
+        {
+            return Some(body);
         }
         if Instant::now() >= deadline {
-            return false;
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn ready_turns(up: &Up, want: u16, within: Duration) -> bool {
+    ready_answers(up, want, within).await.is_some()
+}
+
+/// Whether a readiness answer says what is wrong with the database (the
+/// connection refused, a timeout, a shutdown), not merely that it erred.
+fn names_a_cause(body: &str) -> bool {
+    let b = body.to_lowercase();
+    [
+        "refused",
+        "timed out",
+        "timeout",
+        "shut",
+        "closed",
+        "reset",
+        "connect",
+        "unreachable",
+    ]
+    .iter()
+    .any(|w| b.contains(w))
 }
 
 /// Sends one event over HTTP every `every`, each in its own task (at most
@@ -250,8 +274,12 @@ async fn broker_database_and_process_outages_lose_nothing_and_answer_truthfully(
     let at = Instant::now();
     load.phase.store(DATABASE_DOWN, Ordering::Relaxed);
     tokio::task::block_in_place(|| pg.stop_server());
-    if !ready_turns(&up, 503, Duration::from_secs(5)).await {
-        problems.push("database outage: /ready did not turn 503 within 5 s".into());
+    match ready_answers(&up, 503, Duration::from_secs(5)).await {
+        None => problems.push("database outage: /ready did not turn 503 within 5 s".into()),
+        Some(body) if !names_a_cause(&body) => problems.push(format!(
+            "database outage: /ready does not say what is wrong: {body}"
+        )),
+        Some(_) => {}
     }
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(at.elapsed())).await;
     tokio::task::block_in_place(|| pg.start_server());
