@@ -564,7 +564,8 @@ pub async fn dead_letters(
     ns: &str,
 ) -> Vec<DeadLetter> {
     if has_dead_letter_table(pool).await {
-        let rows: Vec<(Option<i64>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+        type Row = (Option<i64>, Option<String>, Option<Vec<u8>>);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT stream_sequence::bigint, reason::text, payload FROM dead_letters",
         )
         .fetch_all(pool)

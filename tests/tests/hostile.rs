@@ -221,7 +221,6 @@ fn cases() -> Vec<Case> {
         case("raw_slow_headers", raw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"), Closed),
         case("raw_stalled_body", raw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"idem"), Closed),
         case("raw_unknown_key_body_not_read", raw("POST /api/v1/events/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer awf_0000\r\nContent-Type: application/json\r\nContent-Length: 8000000\r\n\r\n"), Answer(401)),
-        case("raw_no_key_body_not_read", raw("POST /api/v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200000\r\n\r\n"), Answer(401)),
         // Cancellation.
         case("cancelled_requests_leave_no_transaction", Input::Scenario(|h| Box::pin(cancelled_requests(h))), Scenario),
         // Client errors are 4xx with problem+json.
