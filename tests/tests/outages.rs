@@ -93,6 +93,7 @@ async fn http_load(
         .unwrap();
     let slots = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut tasks = tokio::task::JoinSet::new();
     while !load.stop.load(Ordering::Relaxed) {
         tick.tick().await;
@@ -161,6 +162,7 @@ async fn nats_load(
     let mut js = async_nats::jetstream::new(client);
     js.set_timeout(Duration::from_secs(3));
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut tasks = tokio::task::JoinSet::new();
     while !load.stop.load(Ordering::Relaxed) {
         tick.tick().await;
