@@ -298,17 +298,479 @@ pub fn awfdrs_bin() -> PathBuf {
     bin
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (bound, then released).
+pub mod private;
+
+impl World {
+    /// Creates a fresh, migrated database on the server at `admin_url`
+    /// (a private cluster of a fault test) and picks the namespace.
+    pub async fn new_at(admin_url: &str) -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let namespace = format!("t{}", &id[..12]);
+        let database = format!("awfdrs_test_{}", &id[..16]);
+        let admin: PgConnectOptions = admin_url.parse().expect("admin URL");
+        let mut conn = admin
+            .clone()
+            .database("postgres")
+            .connect()
+            .await
+            .expect("connect to the private PostgreSQL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let database_url = admin.database(&database).to_url_lossy().to_string();
+        let store = Store::connect(&database_url, 2, Duration::from_secs(10))
+            .await
+            .expect("connect test database");
+        store.migrate().await.expect("migrate");
+        store.pool().close().await;
+        Self {
+            namespace,
+            database,
+            database_url,
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released for a child to take).
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
+    l.local_addr().expect("local addr").port()
+}
+
+/// `awfdrs up` run as the real binary: gateway and workers in one child
+/// process, its output appended to a log file that survives restarts.
+#[derive(Debug)]
+pub struct Up {
+    child: tokio::process::Child,
+    env: Env,
+    /// `http://127.0.0.1:<port>` of the gateway.
+    pub base: String,
+    /// Where stdout and stderr of every run go.
+    pub log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Up {
+    /// Spawns `awfdrs up` with `env` (a world's, see [`World::env`]) on a
+    /// free port; does not wait for it to be ready.
+    pub fn spawn(mut env: Env, log: PathBuf) -> Self {
+        let port = free_port();
+        env.insert("AWFDRS_HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+        let child = Self::start(&env, &log);
+        Self {
+            child,
+            env,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(3))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    fn start(env: &Env, log: &PathBuf) -> tokio::process::Child {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the log file");
+        let err = out.try_clone().unwrap();
+        tokio::process::Command::new(awfdrs_bin())
+            .arg("up")
+            .env_clear()
+            .envs(env)
+            .env(
+                "RUST_LOG",
+                std::env::var("AWFDRS_TEST_LOG").unwrap_or("info".into()),
+            )
+            .env("NO_COLOR", "1")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn awfdrs up")
+    }
+
+    /// The child's process id, None once it has exited.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Whether the process is still running (it did not exit or crash).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// How the process ended, if it did.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// The status of `GET /api/v1/ready`, None without an answer within 3 s.
+    pub async fn ready_status(&self) -> Option<u16> {
+        self.ready().await.map(|(s, _)| s)
+    }
+
+    /// The status and body of `GET /api/v1/ready`, None without an answer
+    /// within 3 s.
+    pub async fn ready(&self) -> Option<(u16, String)> {
+        let r = self
+            .http
+            .get(format!("{}/api/v1/ready", self.base))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.text().await.unwrap_or_default()))
+    }
+
+    /// Waits until `/ready` answers 200, failing after `within` or when the
+    /// process exits.
+    pub async fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.exit_status() {
+                panic!(
+                    "awfdrs up exited ({status}) before it was ready; log: {}",
+                    self.log.display()
+                );
+            }
+            if self.ready_status().await == Some(200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "awfdrs up not ready within {within:?}; log: {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until `/ready` answers 200: true, or false when `within`
+    /// passes or the process exits first.
+    pub async fn try_ready(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.exit_status().is_some() {
+                return false;
+            }
+            if self.ready_status().await == Some(200) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILLs the process and reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// Starts the process again (same port, same environment) after a kill
+    /// or a crash.
+    pub fn restart(&mut self) {
+        self.child = Self::start(&self.env, &self.log);
+    }
+}
+
+/// One HTTP answer about one event: what was sent and what came back.
+#[derive(Debug, Clone)]
+pub struct HttpRecord {
+    pub tenant: uuid::Uuid,
+    pub key: String,
+    pub body: Value,
+    /// The status, 0 when no answer came (connection lost, timeout).
+    pub status: u16,
+}
+
+/// One message published straight to NATS.
+#[derive(Debug, Clone)]
+pub struct NatsRecord {
+    pub tenant: uuid::Uuid,
+    pub key: String,
+    pub payload: bytes::Bytes,
+    /// The events stream's sequence from the broker's ack; None when no ack
+    /// came (the message may or may not have been stored).
+    pub sequence: Option<u64>,
+}
+
+/// Everything sent, for the reconciliation at the end of a test.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub http: std::sync::Mutex<Vec<HttpRecord>>,
+    pub nats: std::sync::Mutex<Vec<NatsRecord>>,
+}
+
+impl Ledger {
+    /// Records an HTTP answer.
+    pub fn http(&self, tenant: uuid::Uuid, key: &str, body: &Value, status: u16) {
+        self.http.lock().unwrap().push(HttpRecord {
+            tenant,
+            key: key.to_owned(),
+            body: body.clone(),
+            status,
+        });
+    }
+
+    /// Records a NATS publish.
+    pub fn nats(
+        &self,
+        tenant: uuid::Uuid,
+        key: &str,
+        payload: bytes::Bytes,
+        sequence: Option<u64>,
+    ) {
+        self.nats.lock().unwrap().push(NatsRecord {
+            tenant,
+            key: key.to_owned(),
+            payload,
+            sequence,
+        });
+    }
+}
+
+/// A dead letter, from the `dead_letters` table when it exists, else from
+/// the dead-letter stream.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Sequence of the original in the events stream.
+    pub sequence: Option<u64>,
+    pub reason: String,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// Whether the database has the durable dead-letter table.
+pub async fn has_dead_letter_table(pool: &sqlx::PgPool) -> bool {
+    sqlx::query_scalar::<_, bool>("SELECT to_regclass('dead_letters') IS NOT NULL")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(false)
+}
+
+/// Every dead letter of namespace `ns`: the table's rows when the table
+/// exists, else the messages of the dead-letter stream.
+pub async fn dead_letters(
+    pool: &sqlx::PgPool,
+    js: &async_nats::jetstream::Context,
+    ns: &str,
+) -> Vec<DeadLetter> {
+    if has_dead_letter_table(pool).await {
+        type Row = (Option<i64>, Option<String>, Option<Vec<u8>>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT stream_sequence::bigint, reason::text, payload FROM dead_letters",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("read dead_letters");
+        return rows
+            .into_iter()
+            .map(|(s, r, p)| DeadLetter {
+                sequence: s.and_then(|s| u64::try_from(s).ok()),
+                reason: r.unwrap_or_default(),
+                payload: p,
+            })
+            .collect();
+    }
+    let name = Namespace::new(ns).expect("namespace").dlq_stream();
+    let Ok(mut stream) = js.get_stream(&name).await else {
+        return Vec::new();
+    };
+    let Ok(info) = stream.info().await else {
+        return Vec::new();
+    };
+    let (first, last, count) = (
+        info.state.first_sequence,
+        info.state.last_sequence,
+        info.state.messages,
+    );
+    let mut out = Vec::new();
+    for seq in first..=last {
+        if count == 0 {
+            break;
+        }
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        let h = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
+        out.push(DeadLetter {
+            sequence: h(awfdrs_bus::headers::DLQ_SEQUENCE).and_then(|s| s.parse().ok()),
+            reason: h(awfdrs_bus::headers::DLQ_REASON).unwrap_or_default(),
+            payload: Some(m.payload.to_vec()),
+        });
+    }
+    out
+}
+
+/// The dead letter of the message stored at `sequence`, or one holding
+/// exactly `payload`.
+pub fn dead_letter_of<'a>(
+    dead: &'a [DeadLetter],
+    sequence: Option<u64>,
+    payload: &[u8],
+) -> Option<&'a DeadLetter> {
+    dead.iter()
+        .find(|d| sequence.is_some() && d.sequence == sequence)
+        .or_else(|| dead.iter().find(|d| d.payload.as_deref() == Some(payload)))
+}
+
+/// The body hash the system stores for `body` (canonical JSON, SHA-256).
+pub fn body_hash(body: &Value) -> Vec<u8> {
+    awfdrs_domain::BodyHash::of(body).0.to_vec()
+}
+
+/// Compares everything sent against the database and the dead letters;
+/// one line per discrepancy, empty when every answer told the truth:
+///
+/// * every `202`/`200` has its events row, holding the body that got it;
+/// * a `409` has an events row holding another body;
+/// * a key that was never accepted (every answer a rejection, nothing
+///   published to NATS) left no events row and no `ingest_keys` row;
+/// * every `ingest_keys` row has its events row (no key half-reserved);
+/// * every events row is explained by an accepted answer or a NATS publish;
+/// * every acked NATS message is stored with its body, or dead-lettered.
+pub async fn reconcile(pool: &sqlx::PgPool, dead: &[DeadLetter], ledger: &Ledger) -> Vec<String> {
+    use std::collections::{HashMap, HashSet};
+    let events: Vec<(uuid::Uuid, String, Vec<u8>)> =
+        sqlx::query_as("SELECT tenant_id, idempotency_key, body_hash FROM events")
+            .fetch_all(pool)
+            .await
+            .expect("read events");
+    let keys: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT tenant_id, idempotency_key FROM ingest_keys")
+            .fetch_all(pool)
+            .await
+            .expect("read ingest_keys");
+    let stored: HashMap<(uuid::Uuid, String), Vec<u8>> =
+        events.into_iter().map(|(t, k, h)| ((t, k), h)).collect();
+    let reserved: HashSet<(uuid::Uuid, String)> = keys.into_iter().collect();
+    let http = ledger.http.lock().unwrap().clone();
+    let nats = ledger.nats.lock().unwrap().clone();
+    let mut explained: HashSet<(uuid::Uuid, String)> = HashSet::new();
+    for r in &http {
+        if matches!(r.status, 0 | 200 | 202 | 409) {
+            explained.insert((r.tenant, r.key.clone()));
+        }
+    }
+    for n in &nats {
+        explained.insert((n.tenant, n.key.clone()));
+    }
+    let accepted: HashSet<(uuid::Uuid, String, Vec<u8>)> = http
+        .iter()
+        .filter(|r| matches!(r.status, 200 | 202))
+        .map(|r| (r.tenant, r.key.clone(), body_hash(&r.body)))
+        .collect();
+    let mut problems = Vec::new();
+    for r in &http {
+        let id = (r.tenant, r.key.clone());
+        let row = stored.get(&id);
+        let hash = body_hash(&r.body);
+        match r.status {
+            0 => {}
+            200 | 202 => match row {
+                None => problems.push(format!(
+                    "{} for key {:?} but no events row",
+                    r.status, r.key
+                )),
+                Some(h) if *h != hash => problems.push(format!(
+                    "{} for key {:?} but the events row holds another body",
+                    r.status, r.key
+                )),
+                Some(_) => {}
+            },
+            409 => match row {
+                Some(h) if *h == hash => problems.push(format!(
+                    "409 for key {:?} yet the events row holds that very body",
+                    r.key
+                )),
+                None => problems.push(format!(
+                    "409 for key {:?} but no body is stored under it",
+                    r.key
+                )),
+                Some(_) => {}
+            },
+            s => {
+                if row == Some(&hash)
+                    && !accepted.contains(&(r.tenant, r.key.clone(), hash.clone()))
+                {
+                    problems.push(format!("{s} for key {:?} yet its body was stored", r.key));
+                }
+                if !explained.contains(&id) {
+                    if row.is_some() && row != Some(&hash) {
+                        problems.push(format!("{s} for key {:?} left an events row", r.key));
+                    }
+                    if reserved.contains(&id) {
+                        problems.push(format!("{s} for key {:?} left an ingest_keys row", r.key));
+                    }
+                }
+            }
+        }
+    }
+    for id in &reserved {
+        if !stored.contains_key(id) {
+            problems.push(format!(
+                "key {:?} is reserved in ingest_keys but no event is stored under it",
+                id.1
+            ));
+        }
+    }
+    for id in stored.keys() {
+        if !explained.contains(id) {
+            problems.push(format!(
+                "events row for key {:?} that no accepted answer or publish explains",
+                id.1
+            ));
+        }
+    }
+    for n in &nats {
+        let Some(seq) = n.sequence else { continue };
+        let hash = serde_json::from_slice::<Value>(&n.payload)
+            .ok()
+            .map(|v| body_hash(&v));
+        let is_stored = hash.is_some() && stored.get(&(n.tenant, n.key.clone())) == hash.as_ref();
+        if !is_stored && dead_letter_of(dead, Some(seq), &n.payload).is_none() {
+            problems.push(format!(
+                "NATS message at sequence {seq} (key {:?}) is neither stored nor dead-lettered",
+                n.key
+            ));
+        }
+    }
+    problems
+}
+
+/// Waits until [`reconcile`] finds nothing, or `within` passes; returns
+/// the last discrepancies (empty on success).
+pub async fn reconcile_within(
+    within: Duration,
+    pool: &sqlx::PgPool,
+    js: &async_nats::jetstream::Context,
+    ns: &str,
+    ledger: &Ledger,
+) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let dead = dead_letters(pool, js, ns).await;
+        let problems = reconcile(pool, &dead, ledger).await;
+        if problems.is_empty() || Instant::now() >= deadline {
+            return problems;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The real `awfdrs up` (or `worker gateway`) as a child process in a
 /// world, listening on a free port, its output in a log file shown when
 /// something goes wrong.
 #[derive(Debug)]
-pub struct Up {
+pub struct Served {
     pub child: tokio::process::Child,
     /// `host:port` of the gateway.
     pub addr: String,
@@ -318,7 +780,7 @@ pub struct Up {
     pub log: PathBuf,
 }
 
-impl Up {
+impl Served {
     /// Spawns `awfdrs up` with `world`'s environment plus `extra`, and waits
     /// until `GET /api/v1/ready` answers 200.
     pub async fn start(world: &World, extra: &[(&str, &str)]) -> Self {
@@ -326,7 +788,7 @@ impl Up {
     }
 
     /// Spawns `awfdrs ARGS` (a process that serves HTTP: `up`, `worker
-    /// gateway`) like [`Up::start`].
+    /// gateway`) like [`Served::start`].
     pub async fn start_args(world: &World, extra: &[(&str, &str)], args: &[&str]) -> Self {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use awfdrs_tests::{Up, World, awfdrs_bin, cleanup, eventually, free_port};
+use awfdrs_tests::{Served, World, awfdrs_bin, cleanup, eventually, free_port};
 use serde_json::Value;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
@@ -34,7 +34,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn report(out: &Output, up: &Up) -> String {
+fn report(out: &Output, up: &Served) -> String {
     format!(
         "exit {}\n--- stdout\n{}\n--- stderr\n{}\n--- awfdrs up\n{}",
         out.status,
@@ -44,7 +44,7 @@ fn report(out: &Output, up: &Up) -> String {
     )
 }
 
-async fn finish(world: World, up: Up) {
+async fn finish(world: World, up: Served) {
     up.stop().await;
     let ctx = world.context(&[]).await;
     cleanup(&ctx, &world).await;
@@ -53,7 +53,7 @@ async fn finish(world: World, up: Up) {
 #[tokio::test]
 async fn demo_passes_against_awfdrs_up_with_the_shipped_rules() {
     let world = World::new().await;
-    let up = Up::start(&world, &[]).await;
+    let up = Served::start(&world, &[]).await;
     let out = awfdrs(&world, &up.addr, &["demo", "--url", &up.base]).await;
     assert!(
         out.status.success(),
@@ -111,7 +111,7 @@ async fn demo_fails_when_the_system_does_not_do_what_the_rules_say() {
     // check must say so.
     let world = World::new().await;
     let stricter = rules_with_open_after("vendor_5xx", 50);
-    let up = Up::start(
+    let up = Served::start(
         &world,
         &[("AWFDRS__RULES__DIR", stricter.to_str().unwrap())],
     )
@@ -272,7 +272,7 @@ fn the_command_parser_finds_awfdrs_wherever_it_is_called() {
 #[tokio::test]
 async fn readme_use_it_works_as_written() {
     let world = World::new().await;
-    let up = Up::start(&world, &[]).await;
+    let up = Served::start(&world, &[]).await;
     // `${CARGO_TARGET_DIR:-$PWD/target}/debug/awfdrs` must be the binary
     // under test.
     let target = std::env::temp_dir().join(format!("awfdrs-readme-{}", world.namespace));
@@ -476,7 +476,7 @@ fn every_command_in_the_readme_table_is_run_by_a_test() {
 #[tokio::test]
 async fn the_other_readme_commands_work() {
     let world = World::new().await;
-    let up = Up::start(&world, &[]).await;
+    let up = Served::start(&world, &[]).await;
     let run = |args: Vec<String>| {
         let world = &world;
         let addr = up.addr.clone();
@@ -603,7 +603,7 @@ async fn the_other_readme_commands_work() {
     assert_eq!(incidents[0]["error_code"], "payment_timeout");
 
     // One worker on its own.
-    let gateway = Up::start_args(&world, &[], &["worker", "gateway"]).await;
+    let gateway = Served::start_args(&world, &[], &["worker", "gateway"]).await;
     gateway.stop().await;
 
     let out = run(owned(&[
