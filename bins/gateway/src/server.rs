@@ -10,6 +10,7 @@
 //! connection past either deadline is closed. While a request is being
 //! handled the watchdog sleeps: the handler bounds its own body read.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -123,10 +124,7 @@ async fn connection(
     shutdown: CancellationToken,
 ) {
     let watch = Arc::new(Watch::new());
-    let io = TokioIo::new(Watched {
-        inner: stream,
-        watch: watch.clone(),
-    });
+    let io = TokioIo::new(Watched::new(stream, watch.clone()));
     let svc_watch = watch.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
@@ -256,10 +254,28 @@ impl Watch {
     }
 }
 
-/// A TCP stream that tells its [`Watch`] when bytes arrive.
+/// How long a closing connection keeps reading (and discarding) what the
+/// client still sends, so that a client still writing a body it was
+/// refused reads the answer instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A TCP stream that tells its [`Watch`] when bytes arrive, and lingers
+/// on close.
 struct Watched {
     inner: TcpStream,
     watch: Arc<Watch>,
+    /// Set once our side is shut down: until then, what arrives is discarded.
+    linger: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Watched {
+    fn new(inner: TcpStream, watch: Arc<Watch>) -> Self {
+        Self {
+            inner,
+            watch,
+            linger: None,
+        }
+    }
 }
 
 impl AsyncRead for Watched {
@@ -295,7 +311,29 @@ impl AsyncWrite for Watched {
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        let mut scratch = [0u8; 8192];
+        for _ in 0..64 {
+            if let Some(linger) = this.linger.as_mut()
+                && linger.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // Much still arriving: let other tasks run before reading on.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 
     fn poll_write_vectored(
