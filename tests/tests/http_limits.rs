@@ -452,3 +452,32 @@ async fn a_tenant_sees_the_breakers_of_its_own_vendors_and_an_admin_all() {
     }
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn bodies_buffered_at_once_are_bounded_over_every_request() {
+    let limit = "262144";
+    let sys = System::start(&[
+        ("AWFDRS__HTTP__BATCH_BODY_LIMIT_BYTES", limit),
+        ("AWFDRS__HTTP__WEBHOOK_BATCH_BODY_LIMIT_BYTES", limit),
+        ("AWFDRS__HTTP__MAX_BUFFERED_BODY_BYTES", limit),
+    ])
+    .await;
+    let (_, key) = sys.tenant("acme").await;
+    // An authenticated upload that stalls after 200 KiB of its 250 KiB.
+    let head = format!(
+        "POST /api/v1/events/batch HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: 256000\r\n\r\n[{}",
+        " ".repeat(200 * 1024)
+    );
+    let _stalled = sys.raw(&head).await;
+    let body = format!("[{}]", " ".repeat(100 * 1024));
+    let answer = eventually(WAIT, "a 503 while the budget is spent", || async {
+        let (status, body) = sys
+            .post_raw("/api/v1/events/batch", Some(&key), body.clone().into())
+            .await;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(answer["status"], 503, "{answer}");
+    sys.stop().await;
+}

@@ -8,6 +8,7 @@
 //! single-event limit, and a smaller cap for batches). A request with
 //! neither is refused before a byte of its body is read.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awfdrs_store::Tenant;
@@ -16,6 +17,7 @@ use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use crate::{AppState, Problem, webhook};
 
@@ -202,7 +204,8 @@ async fn verify(state: &AppState, s: &Signed<'_>, body: &[u8]) -> Result<Tenant,
     }
 }
 
-/// Authenticates an ingestion request and reads its body.
+/// Authenticates an ingestion request and reads its body; the body's
+/// share of the buffering budget is held until the returned [`Held`] drops.
 ///
 /// A bearer key is resolved from the headers, then the body is read with
 /// the route's limit. A signed request (no bearer key) waits for no slot:
@@ -218,9 +221,8 @@ pub(crate) async fn ingest(
     headers: &HeaderMap,
     body: Body,
     route: Route,
-) -> Result<(Tenant, Bytes), Problem> {
+) -> Result<(Tenant, Bytes, Held), Problem> {
     let http = &state.ctx().config.http;
-    let timeout = http.body_read_timeout();
     let key = bearer(headers).map_err(Problem::closing)?;
     let signed = signed(headers)?;
     match (key, signed) {
@@ -246,26 +248,26 @@ pub(crate) async fn ingest(
                 Route::Single => http.body_limit_bytes,
                 Route::Batch => http.batch_body_limit_bytes,
             };
-            let body = read_body(body, headers, limit, timeout).await?;
+            let (body, held) = read_body(state, body, headers, limit).await?;
             if let Some(s) = &signed {
                 verify(state, s, &body).await?;
             }
-            Ok((tenant, body))
+            Ok((tenant, body, held))
         }
         (None, Some(s)) => {
             let limit = match route {
                 Route::Single => http.body_limit_bytes,
                 Route::Batch => http.webhook_batch_body_limit_bytes,
             };
-            let body = {
+            let (body, held) = {
                 let _slot = state.inner.unauthenticated.try_acquire().map_err(|_| {
                     Problem::unavailable("too many signed requests are being read now; retry")
                         .closing()
                 })?;
-                read_body(body, headers, limit, timeout).await?
+                read_body(state, body, headers, limit).await?
             };
             let tenant = verify(state, &s, &body).await?;
-            Ok((tenant, body))
+            Ok((tenant, body, held))
         }
         (None, None) => Err(Problem::unauthorized(
             "send `Authorization: Bearer <api key>`, or sign with the Standard Webhooks headers \
@@ -276,17 +278,19 @@ pub(crate) async fn ingest(
 }
 
 /// Reads a body of at most `limit` bytes within `timeout`; a declared
-/// length above the limit is refused before anything is read.
+/// length above the limit is refused before anything is read. What is
+/// buffered counts against the process's body budget as it arrives.
 ///
 /// # Errors
-/// 413 above the limit, 408 after the timeout, 400 when the client's body
-/// breaks off.
+/// 413 above the limit, 408 after the timeout, 503 when the budget is
+/// spent, 400 when the client's body breaks off.
 pub(crate) async fn read_body(
+    state: &AppState,
     body: Body,
     headers: &HeaderMap,
     limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Problem> {
+) -> Result<(Bytes, Held), Problem> {
+    let timeout = state.ctx().config.http.body_read_timeout();
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -294,14 +298,78 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Problem::too_large(limit));
     }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+    let budget = state.inner.body_budget.clone();
+    match tokio::time::timeout(timeout, collect(Limited::new(body, limit), budget)).await {
         Err(_) => Err(Problem::timeout(timeout)),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(Problem::too_large(limit))
-        }
-        Ok(Err(e)) => {
-            Err(Problem::bad_request(format!("the body could not be read: {e}")).closing())
-        }
+        Ok(result) => result.map_err(|e| match e {
+            Collect::Budget => Problem::unavailable(
+                "the gateway is buffering as many request bodies as it may; retry",
+            )
+            .closing(),
+            Collect::Body(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                Problem::too_large(limit)
+            }
+            Collect::Body(e) => {
+                Problem::bad_request(format!("the body could not be read: {e}")).closing()
+            }
+        }),
     }
 }
+
+enum Collect {
+    Budget,
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Budget units (KiB) held by a buffered body, given back when dropped:
+/// a handler keeps it until it has answered.
+#[derive(Debug)]
+pub(crate) struct Held {
+    budget: Arc<Semaphore>,
+    units: u32,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.add_permits(self.units as usize);
+    }
+}
+
+async fn collect(
+    mut body: Limited<Body>,
+    budget: Arc<Semaphore>,
+) -> Result<(Bytes, Held), Collect> {
+    let mut held = Held { budget, units: 0 };
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut len = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Collect::Body)?.into_data() else {
+            continue;
+        };
+        len += data.len();
+        let need = u32::try_from(len.div_ceil(BUDGET_UNIT)).unwrap_or(u32::MAX);
+        if need > held.units {
+            held.budget
+                .try_acquire_many(need - held.units)
+                .map_err(|_| Collect::Budget)?
+                .forget();
+            held.units = need;
+        }
+        parts.push(data);
+    }
+    let bytes = match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut all = bytes::BytesMut::with_capacity(len);
+            for p in parts {
+                all.extend_from_slice(&p);
+            }
+            all.freeze()
+        }
+    };
+    Ok((bytes, held))
+}
+
+/// The body budget counts in these many bytes.
+pub(crate) const BUDGET_UNIT: usize = 1024;

@@ -96,7 +96,8 @@ pub(crate) async fn single(
     body: Body,
 ) -> Response {
     match auth::ingest(&state, &headers, body, auth::Route::Single).await {
-        Ok((tenant, body)) => ingest_single(&state, &tenant, &headers, body).await,
+        // `_held` keeps the body's share of the buffering budget until the answer.
+        Ok((tenant, body, _held)) => ingest_single(&state, &tenant, &headers, body).await,
         Err(p) => {
             count_rejection(&state, &p);
             p.into_response()
@@ -139,7 +140,7 @@ pub(crate) async fn batch(
     body: Body,
 ) -> Response {
     match auth::ingest(&state, &headers, body, auth::Route::Batch).await {
-        Ok((tenant, body)) => ingest_batch(&state, &tenant, &headers, body).await,
+        Ok((tenant, body, _held)) => ingest_batch(&state, &tenant, &headers, body).await,
         Err(p) => {
             count_rejection(&state, &p);
             p.into_response()

@@ -53,6 +53,8 @@ struct Inner {
     keys: auth::KeyCache,
     /// Slots for reading the body of a request not yet authenticated.
     unauthenticated: Semaphore,
+    /// Bytes of request bodies buffered at once, in [`auth::BUDGET_UNIT`]s.
+    body_budget: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -66,6 +68,13 @@ impl AppState {
                 limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
                 keys: auth::KeyCache::new(),
                 unauthenticated: Semaphore::new(ctx.config.http.max_unauthenticated_bodies),
+                body_budget: Arc::new(Semaphore::new(
+                    ctx.config
+                        .http
+                        .max_buffered_body_bytes
+                        .div_ceil(auth::BUDGET_UNIT)
+                        .min(Semaphore::MAX_PERMITS),
+                )),
                 breakers,
                 ctx,
             }),

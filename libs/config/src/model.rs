@@ -50,6 +50,8 @@ pub struct HttpConfig {
     pub max_batch_items: usize,
     /// Largest body of a signed (webhook) batch: read before the signature is checked.
     pub webhook_batch_body_limit_bytes: usize,
+    /// Request bodies buffered at once, in bytes, over every request.
+    pub max_buffered_body_bytes: usize,
     /// Signed-webhook bodies read at once (their reads come before authentication).
     pub max_unauthenticated_bodies: usize,
     /// From a request's first byte to its last header byte.
@@ -234,6 +236,11 @@ impl Config {
                 .contains(&self.http.webhook_batch_body_limit_bytes),
             "http.webhook_batch_body_limit_bytes",
             "must be between http.body_limit_bytes and http.batch_body_limit_bytes",
+        );
+        check(
+            self.http.max_buffered_body_bytes >= self.http.batch_body_limit_bytes,
+            "http.max_buffered_body_bytes",
+            "must be at least http.batch_body_limit_bytes",
         );
         check(
             self.http.max_unauthenticated_bodies >= 1,
