@@ -102,9 +102,23 @@ pub fn router(state: AppState) -> axum::Router {
         .merge(ops)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(middleware::from_fn_with_state(state.clone(), head_limits))
         .with_state(state)
+}
+
+/// A handler that panicked answers 500 (and is logged with the panic's
+/// message, escaped) instead of dropping the connection.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    Problem::internal("the request could not be handled")
+        .caused_by(&format_args!("handler panicked: {message:?}"))
+        .into_response()
 }
 
 async fn not_found() -> Response {
