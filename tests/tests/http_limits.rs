@@ -481,3 +481,49 @@ async fn bodies_buffered_at_once_are_bounded_over_every_request() {
     assert_eq!(answer["status"], 503, "{answer}");
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn connections_and_requests_beyond_their_limits_wait_for_a_free_one() {
+    let sys = System::start(&[
+        ("AWFDRS__HTTP__MAX_CONNECTIONS", "2"),
+        ("AWFDRS__HTTP__MAX_CONCURRENT_REQUESTS", "1"),
+    ])
+    .await;
+    let (_, key) = sys.tenant("acme").await;
+    let health = "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // The one request slot: a body still arriving holds it.
+    let body = failure("slot", "checkout", "x").to_string();
+    let head = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut holder = sys.raw(&head).await;
+    // The second connection is served, but its request waits for the slot.
+    let mut second = sys.raw(health).await;
+    assert!(
+        read_answer(&mut second, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a second request ran beside the first"
+    );
+    // A third connection is not even taken in.
+    let mut third = sys.raw(health).await;
+    assert!(
+        read_answer(&mut third, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a third connection was served"
+    );
+
+    holder.write_all(body.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut holder, WAIT).await.expect("an answer");
+    assert_eq!(answer.status, 202, "{answer:?}");
+    let answer = read_answer(&mut second, WAIT).await.expect("an answer");
+    assert_eq!(answer.status, 200);
+    drop(holder);
+    let answer = read_answer(&mut third, WAIT).await.expect("an answer");
+    assert_eq!(answer.status, 200);
+    sys.stop().await;
+}
