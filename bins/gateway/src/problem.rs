@@ -213,6 +213,12 @@ impl IntoResponse for Problem {
         };
         let mut resp = (status, axum::Json(self)).into_response();
         resp.extensions_mut().insert(logged);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"awfdrs\""),
+            );
+        }
         if close {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
