@@ -13,7 +13,10 @@
 //! * the pipeline over NATS with the real detector, paced at `--rate` and
 //!   as fast as possible;
 //! * the pipeline over HTTP with the real gateway and detector, one event
-//!   per request and in batches.
+//!   per request and in batches;
+//! * on request (`--modes slow-clients`), the gateway under slowloris
+//!   connections and stalled uploads, with this process's resident memory
+//!   and the latency of well-behaved requests meanwhile (see [`slow`]).
 //!
 //! Latency is from an event's (intended) send to the commit of the
 //! transaction that stored it and updated its incident (see [`probe`]).
@@ -23,6 +26,7 @@ mod load;
 mod machine;
 mod probe;
 mod report;
+mod slow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,6 +103,24 @@ pub struct BenchArgs {
         default_value = "ceiling,nats,nats-max,http,http-batch"
     )]
     pub modes: Vec<Mode>,
+    /// Slowloris connections of the `slow-clients` mode.
+    #[arg(long, default_value_t = 200)]
+    pub slowloris: usize,
+    /// Stalled 8 MiB uploads of the `slow-clients` mode.
+    #[arg(long, default_value_t = 100)]
+    pub stalled_uploads: usize,
+    /// Well-behaved clients of the `slow-clients` mode, each posting one
+    /// event at a time.
+    #[arg(long, default_value_t = 4)]
+    pub good_clients: usize,
+    /// How long a hostile client of the `slow-clients` mode waits before it
+    /// reconnects once the gateway has dropped or refused it; 0 reconnects
+    /// at once (a connection flood more than a stall).
+    #[arg(long, default_value_t = 1000)]
+    pub reconnect_ms: u64,
+    /// How long the `slow-clients` mode measures, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub slow_seconds: u64,
     /// Keep the database and the streams afterwards, for inspection.
     #[arg(long)]
     pub keep: bool,
@@ -117,6 +139,9 @@ pub enum Mode {
     Http,
     /// `--http-batch` events per HTTP request to the gateway.
     HttpBatch,
+    /// Good requests while slowloris connections and stalled uploads press
+    /// on the gateway: resident memory and latency.
+    SlowClients,
     /// Events through NATS before the modes, not measured.
     #[value(skip)]
     Warmup,
@@ -130,6 +155,7 @@ impl Mode {
             Self::NatsMax => "natsmax",
             Self::Http => "http",
             Self::HttpBatch => "httpbatch",
+            Self::SlowClients => "slowclients",
             Self::Warmup => "warmup",
         }
     }
@@ -276,6 +302,11 @@ impl Bench {
             Mode::NatsMax => "nats max".into(),
             Mode::Http => format!("http x{}", a.http_concurrency),
             Mode::HttpBatch => format!("http batch {} x{}", a.http_batch, a.http_batch_concurrency),
+            Mode::SlowClients => format!(
+                "slow clients: {} slowloris, {} stalled uploads (reconnecting after {} ms), \
+                 {} good clients",
+                a.slowloris, a.stalled_uploads, a.reconnect_ms, a.good_clients
+            ),
             Mode::Warmup => "warm-up".into(),
         }
     }
@@ -289,8 +320,13 @@ impl Bench {
         let pg_version = store.bench_server_version().await?;
         store.pool().close().await;
         let nats_version = self.producer(Mode::Ceiling).await?.server_version();
-        report::header(self, modes, &pg_version, &nats_version);
-        if self.args.warmup > 0 {
+        let pipelines = modes.iter().any(|m| *m != Mode::SlowClients);
+        if pipelines {
+            report::header(self, modes, &pg_version, &nats_version);
+        } else {
+            println!("awfdrs bench: PostgreSQL {pg_version}; nats-server {nats_version}");
+        }
+        if pipelines && self.args.warmup > 0 {
             eprintln!("bench: warming up");
             self.pipeline(Mode::Warmup, self.args.warmup)
                 .await
@@ -303,6 +339,10 @@ impl Bench {
         let mut outcomes = Vec::new();
         for &mode in modes {
             eprintln!("bench: running {}", self.label(mode));
+            if mode == Mode::SlowClients {
+                self.slow_clients().await.context("mode slow-clients")?;
+                continue;
+            }
             let outcome = match mode {
                 Mode::Ceiling => self.ceiling().await,
                 _ => self.pipeline(mode, self.args.events).await,
@@ -311,7 +351,9 @@ impl Bench {
             report::row(&outcome, outcomes.first());
             outcomes.push(outcome);
         }
-        report::footer(self, &outcomes);
+        if !outcomes.is_empty() {
+            report::footer(self, &outcomes);
+        }
         Ok(())
     }
 
@@ -469,7 +511,7 @@ impl Bench {
                     .await
                     .context("posting batches")?
             }
-            Mode::Ceiling => bail!("the ceiling is not a pipeline mode"),
+            Mode::Ceiling | Mode::SlowClients => bail!("{mode:?} is not a pipeline mode"),
         };
         wait_drained(&ctx.bus, sent.accepted, self.drain_deadline()).await?;
         let cpu = CpuSnapshot::take().since(&cpu);
@@ -502,6 +544,47 @@ impl Bench {
             consumer,
             cpu,
         })
+    }
+
+    /// The gateway and a detector in this process under hostile clients.
+    async fn slow_clients(&self) -> anyhow::Result<()> {
+        let mode = Mode::SlowClients;
+        let ctx = Context::connect(self.config_for(mode)).await?;
+        ctx.bus.declare_streams().await?;
+        let api_key = awfdrs_domain::new_api_key();
+        ctx.store
+            .create_tenant("bench-slowclients", &api_key)
+            .await?;
+        let shutdown = CancellationToken::new();
+        let mut workers = JoinSet::new();
+        workers.spawn(awfdrs_detector::run(ctx.clone(), shutdown.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        workers.spawn(awfdrs_gateway::serve(
+            listener,
+            ctx.clone(),
+            shutdown.clone(),
+        ));
+        let a = &self.args;
+        let shape = slow::Shape {
+            slowloris: a.slowloris,
+            uploads: a.stalled_uploads,
+            good_clients: a.good_clients.max(1),
+            duration: Duration::from_secs(a.slow_seconds.max(1)),
+            reconnect: Duration::from_millis(a.reconnect_ms),
+        };
+        let figures = slow::run(addr, &api_key, shape).await;
+        shutdown.cancel();
+        while let Ok(Some(joined)) =
+            tokio::time::timeout(Duration::from_secs(20), workers.join_next()).await
+        {
+            if let Ok(Err(e)) = joined {
+                eprintln!("bench: a worker failed: {e:#}");
+            }
+        }
+        ctx.store.pool().close().await;
+        report::slow_clients(&self.label(mode), &self.config.http, &figures?);
+        Ok(())
     }
 
     /// Deletes every mode's streams and KV buckets, and drops the database.

@@ -97,6 +97,11 @@ pub enum TenantsCommand {
     List,
     /// Set (or rotate) the tenant's Standard Webhooks signing secret and print it.
     WebhookSecret { slug: String },
+    /// Give the tenant a new API key and print it (alone, on stdout); the
+    /// old key stops working within about a second on every gateway.
+    RotateKey { slug: String },
+    /// Revoke the tenant's API key, leaving it none until `rotate-key`.
+    RevokeKey { slug: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,26 @@ pub async fn tenants(config: Config, command: TenantsCommand) -> anyhow::Result<
                 "sign webhooks with this secret (Standard Webhooks) and name the tenant in X-Awfdrs-Tenant: {slug}"
             );
         }
+        TenantsCommand::RotateKey { slug } => {
+            let key = awfdrs_domain::new_api_key();
+            store
+                .rotate_api_key(&slug, &key)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {slug}: {e}"))?;
+            println!("{key}");
+            eprintln!(
+                "tenant {slug} has a new key; the old one stops working within a second on every gateway"
+            );
+        }
+        TenantsCommand::RevokeKey { slug } => {
+            store
+                .revoke_api_key(&slug)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {slug}: {e}"))?;
+            eprintln!(
+                "tenant {slug} has no API key now (signed webhooks still work); `awfdrs tenants rotate-key {slug}` issues a new one"
+            );
+        }
         TenantsCommand::List => {
             for t in store.tenants().await? {
                 println!("{}\t{}", t.slug, t.id);

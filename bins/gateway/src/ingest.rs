@@ -9,8 +9,8 @@ use awfdrs_domain::{
 };
 use awfdrs_store::{Claimed, KeyClaim, Tenant};
 use awfdrs_telemetry::{RejectLabels, SourceLabels};
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -94,21 +94,33 @@ struct Ready {
 pub(crate) async fn single(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let limit = state.ctx().config.http.body_limit_bytes;
+    match auth::ingest(&state, &headers, body, auth::Route::Single).await {
+        // `_held` keeps the body's share of the buffering budget until the answer.
+        Ok((tenant, body, _held)) => ingest_single(&state, &tenant, &headers, body).await,
+        Err(p) => {
+            count_rejection(&state, &p);
+            p.into_response()
+        }
+    }
+}
+
+/// One authenticated event whose body has been read.
+async fn ingest_single(
+    state: &AppState,
+    tenant: &Tenant,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
-        let body = body_bytes(body, limit)?;
-        let tenant = auth::tenant(&state, &headers, &body).await?;
-        admit(&state, &tenant, 1)?;
+        admit(state, tenant, 1)?;
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
-        let ready = validate(&value, &headers).map_err(Problem::invalid)?;
+        let ready = validate(&value, headers).map_err(Problem::invalid)?;
         let span =
             info_span!("ingest", tenant = %tenant.slug, correlation_id = %ready.correlation_id);
-        let mut fates = accept(&state, &tenant, vec![ready])
-            .instrument(span)
-            .await?;
+        let mut fates = accept(state, tenant, vec![ready]).instrument(span).await?;
         Ok::<_, Problem>(fates.pop())
     }
     .await;
@@ -116,7 +128,7 @@ pub(crate) async fn single(
         Ok(Some(Fate::Accepted(a))) => (StatusCode::ACCEPTED, axum::Json(a)).into_response(),
         Ok(Some(Fate::Duplicate(a))) => (StatusCode::OK, axum::Json(a)).into_response(),
         Ok(Some(Fate::Rejected(p))) | Err(p) => {
-            count_rejection(&state, &p);
+            count_rejection(state, &p);
             p.into_response()
         }
         Ok(None) => Problem::internal("no result").into_response(),
@@ -126,13 +138,26 @@ pub(crate) async fn single(
 pub(crate) async fn batch(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
-    let http = &state.ctx().config.http;
-    let (limit, max_items) = (http.batch_body_limit_bytes, http.max_batch_items);
+    match auth::ingest(&state, &headers, body, auth::Route::Batch).await {
+        Ok((tenant, body, _held)) => ingest_batch(&state, &tenant, &headers, body).await,
+        Err(p) => {
+            count_rejection(&state, &p);
+            p.into_response()
+        }
+    }
+}
+
+/// An authenticated batch whose body has been read.
+async fn ingest_batch(
+    state: &AppState,
+    tenant: &Tenant,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let max_items = state.ctx().config.http.max_batch_items;
     let result = async {
-        let body = body_bytes(body, limit)?;
-        let tenant = auth::tenant(&state, &headers, &body).await?;
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
         let items = match value {
@@ -158,13 +183,13 @@ pub(crate) async fn batch(
                 &format!("must hold 1 to {max_items} events, not {}", items.len()),
             )]));
         }
-        admit(&state, &tenant, items.len())?;
+        admit(state, tenant, items.len())?;
 
         let mut results: Vec<Option<Fate>> = Vec::with_capacity(items.len());
         let mut ready = Vec::new();
         let mut ready_index = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            match validate(item, &headers) {
+            match validate(item, headers) {
                 Ok(r) => {
                     ready.push(r);
                     ready_index.push(i);
@@ -173,7 +198,7 @@ pub(crate) async fn batch(
                 Err(errs) => results.push(Some(Fate::Rejected(Problem::invalid(errs)))),
             }
         }
-        let fates = accept(&state, &tenant, ready).await?;
+        let fates = accept(state, tenant, ready).await?;
         for (i, fate) in ready_index.into_iter().zip(fates) {
             results[i] = Some(fate);
         }
@@ -188,7 +213,7 @@ pub(crate) async fn batch(
                 .map(|(i, f)| {
                     let fate = f.unwrap_or_else(|| Fate::Rejected(Problem::internal("no result")));
                     if let Fate::Rejected(p) = &fate {
-                        count_rejection(&state, p);
+                        count_rejection(state, p);
                     }
                     fate.into_item(i)
                 })
@@ -200,7 +225,7 @@ pub(crate) async fn batch(
                 .into_response()
         }
         Err(p) => {
-            count_rejection(&state, &p);
+            count_rejection(state, &p);
             p.into_response()
         }
     }
@@ -211,16 +236,6 @@ fn field(name: &str, reason: &str) -> FieldError {
         field: name.to_owned(),
         reason: reason.to_owned(),
     }
-}
-
-fn body_bytes(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Problem> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::too_large(limit)
-        } else {
-            Problem::bad_request(format!("the body could not be read: {rejection}"))
-        }
-    })
 }
 
 /// Per-tenant ingress admission (GCRA in this process).

@@ -6,11 +6,16 @@
 //! stable id as `Nats-Msg-Id`, and commits the key only after the broker's
 //! ack, so an answer of 202 means the event is durable and a failure leaves
 //! nothing half-accepted. It writes no events itself: the detector does.
+//!
+//! It serves HTTP/1.1 on its own [`server`] loop, which bounds connections,
+//! requests in flight and the time a client may take over its headers or
+//! sit idle; every error answer is an RFC 9457 problem.
 
 mod auth;
 mod ingest;
 mod ops;
 mod problem;
+mod server;
 pub mod webhook;
 
 use std::num::NonZeroU32;
@@ -21,13 +26,15 @@ use anyhow::Context as _;
 use awfdrs_guard::{BreakerOptions, Breakers};
 use awfdrs_runtime::Context;
 use awfdrs_telemetry::HttpLabels;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 use uuid::Uuid;
 
 pub use problem::Problem;
@@ -44,6 +51,10 @@ struct Inner {
     breakers: Breakers,
     limiter: DefaultKeyedRateLimiter<Uuid>,
     keys: auth::KeyCache,
+    /// Slots for reading the body of a request not yet authenticated.
+    unauthenticated: Semaphore,
+    /// Bytes of request bodies buffered at once, in [`auth::BUDGET_UNIT`]s.
+    body_budget: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -56,6 +67,14 @@ impl AppState {
             inner: Arc::new(Inner {
                 limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
                 keys: auth::KeyCache::new(),
+                unauthenticated: Semaphore::new(ctx.config.http.max_unauthenticated_bodies),
+                body_budget: Arc::new(Semaphore::new(
+                    ctx.config
+                        .http
+                        .max_buffered_body_bytes
+                        .div_ceil(auth::BUDGET_UNIT)
+                        .min(Semaphore::MAX_PERMITS),
+                )),
                 breakers,
                 ctx,
             }),
@@ -68,27 +87,102 @@ impl AppState {
 }
 
 /// The gateway's routes: ingestion, operations and health.
+///
+/// Ingestion handlers read their bodies themselves, after authentication,
+/// with the route's limit; nothing here buffers a body.
 pub fn router(state: AppState) -> axum::Router {
-    let http = &state.ctx().config.http;
-    let single = http.body_limit_bytes;
-    let batch = http.batch_body_limit_bytes;
     let ops = awfdrs_runtime::ops_router(state.ctx().clone());
     axum::Router::new()
-        .route(
-            "/api/v1/events",
-            post(ingest::single).layer(DefaultBodyLimit::max(single)),
-        )
-        .route(
-            "/api/v1/events/batch",
-            post(ingest::batch).layer(DefaultBodyLimit::max(batch)),
-        )
+        .route("/api/v1/events", post(ingest::single))
+        .route("/api/v1/events/batch", post(ingest::batch))
         .route("/api/v1/incidents", get(ops::list_incidents))
         .route("/api/v1/incidents/{id}", get(ops::get_incident))
         .route("/api/v1/breakers", get(ops::list_breakers))
         .route("/api/v1/breakers/{vendor}/reset", post(ops::reset_breaker))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
         .merge(ops)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), head_limits))
+        .with_state(state)
+}
+
+/// A handler that panicked answers 500 (and is logged with the panic's
+/// message, escaped) instead of dropping the connection.
+fn panicked(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    Problem::internal("the request could not be handled")
+        .caused_by(&format_args!("handler panicked: {message:?}"))
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    Problem::not_found("no such resource").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    Problem::method_not_allowed().into_response()
+}
+
+/// 414 and 431 as problems, for heads hyper parsed but that exceed the
+/// configured limits.
+async fn head_limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let http = &state.ctx().config.http;
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > http.max_uri_bytes {
+        return Problem::uri_too_long(http.max_uri_bytes)
+            .closing()
+            .into_response();
+    }
+    // As on the wire: name, ": ", value, CRLF.
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if headers > http.max_header_bytes {
+        return Problem::headers_too_large(http.max_header_bytes)
+            .closing()
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// Makes an error answer that is not a problem (an extractor's plain-text
+/// rejection, say) into one with the same status.
+fn as_problem(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    // JSON error bodies (the readiness report) keep their shape.
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_json {
+        return resp;
+    }
+    let title = status.canonical_reason().unwrap_or("Error");
+    let kind = title.to_ascii_lowercase().replace(' ', "-");
+    let mut problem = Problem::new(status, &kind, "Error", title.to_owned());
+    if status == StatusCode::NOT_FOUND {
+        problem = Problem::not_found("no such resource");
+    }
+    let mut out = problem.into_response();
+    out.headers_mut().extend(
+        resp.headers()
+            .iter()
+            .filter(|(k, _)| *k == header::RETRY_AFTER || *k == header::CONNECTION)
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    out
 }
 
 /// Records each request's latency by route and status.
@@ -98,7 +192,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let started = Instant::now();
-    let resp = next.run(req).await;
+    let method = req.method().clone();
+    let resp = as_problem(next.run(req).await);
     let route = match route.as_str() {
         "/api/v1/events" => "/api/v1/events",
         "/api/v1/events/batch" => "/api/v1/events/batch",
@@ -117,6 +212,17 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
             status: resp.status().as_u16(),
         })
         .observe(started.elapsed().as_secs_f64());
+    if resp.status().is_server_error() {
+        let logged = resp.extensions().get::<problem::Logged>();
+        error!(
+            %method,
+            route,
+            status = resp.status().as_u16(),
+            detail = logged.map(|l| l.detail.as_str()),
+            cause = logged.and_then(|l| l.cause.as_deref()),
+            "request failed"
+        );
+    }
     resp
 }
 
@@ -151,10 +257,9 @@ pub async fn serve(
     )
     .await?;
     let watch = breakers.spawn(shutdown.clone());
+    let limits = server::Limits::new(&ctx.config.http, ctx.config.shutdown.grace());
     let app = router(AppState::new(ctx, breakers));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await?;
+    server::serve(listener, app, limits, shutdown.clone()).await?;
     let _ = watch.await;
     info!("gateway stopped");
     Ok(())

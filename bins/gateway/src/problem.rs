@@ -16,7 +16,21 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     #[serde(skip)]
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
+    /// Why a 5xx happened, for the log only (never sent to the client).
+    #[serde(skip)]
+    pub cause: Option<Box<str>>,
+    /// Close the connection after the answer (its request was not read whole).
+    #[serde(skip)]
+    pub close: bool,
+}
+
+/// What the access log needs of a problem answer: set on the response by
+/// [`Problem::into_response`].
+#[derive(Debug, Clone)]
+pub(crate) struct Logged {
+    pub detail: String,
+    pub cause: Option<Box<str>>,
 }
 
 impl Problem {
@@ -34,7 +48,23 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            cause: None,
+            close: false,
         }
+    }
+
+    /// The same problem, with the cause of a server-side failure for the log.
+    #[must_use]
+    pub fn caused_by(mut self, cause: &dyn std::fmt::Display) -> Self {
+        self.cause = Some(cause.to_string().into_boxed_str());
+        self
+    }
+
+    /// The same problem, closing the connection after it.
+    #[must_use]
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -93,11 +123,49 @@ impl Problem {
             "Body too large",
             format!("the body is larger than {limit} bytes"),
         )
+        .closing()
+    }
+
+    pub fn timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            "Request timeout",
+            format!("the body was not received within {} ms", limit.as_millis()),
+        )
+        .closing()
+    }
+
+    pub fn uri_too_long(limit: usize) -> Self {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            "URI too long",
+            format!("the request target is longer than {limit} bytes"),
+        )
+    }
+
+    pub fn headers_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            "Request header fields too large",
+            format!("the request's headers are larger than {limit} bytes"),
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            "this resource does not answer that method",
+        )
     }
 
     pub fn too_many(retry_after: u64) -> Self {
         Self {
-            retry_after: Some(retry_after),
+            retry_after: Some(u32::try_from(retry_after).unwrap_or(u32::MAX)),
             ..Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
@@ -138,7 +206,23 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry_after = self.retry_after;
+        let close = self.close;
+        let logged = Logged {
+            detail: self.detail.clone(),
+            cause: self.cause.clone(),
+        };
         let mut resp = (status, axum::Json(self)).into_response();
+        resp.extensions_mut().insert(logged);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"awfdrs\""),
+            );
+        }
+        if close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

@@ -39,6 +39,22 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Strin
     ))
 }
 
+/// The signature's timestamp, when it is within the tolerance of `now`
+/// (Unix seconds). No value, however large, overflows the arithmetic.
+///
+/// # Errors
+/// When it is not a number or too far from now.
+pub fn check_timestamp(timestamp: &str, now: i64) -> Result<i64, &'static str> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| "webhook-timestamp is not a Unix time in seconds")?;
+    match now.checked_sub(ts) {
+        Some(d) if d.unsigned_abs() <= TOLERANCE_SECS.unsigned_abs() => Ok(ts),
+        _ => Err("webhook-timestamp is more than 5 minutes away from now"),
+    }
+}
+
 /// Verifies a signed message at time `now` (Unix seconds).
 ///
 /// # Errors
@@ -51,12 +67,7 @@ pub fn verify(
     signatures: &str,
     now: i64,
 ) -> Result<(), &'static str> {
-    let ts: i64 = timestamp
-        .parse()
-        .map_err(|_| "webhook-timestamp is not a Unix time in seconds")?;
-    if (now - ts).abs() > TOLERANCE_SECS {
-        return Err("webhook-timestamp is more than 5 minutes away from now");
-    }
+    let ts = check_timestamp(timestamp, now)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&key(secret)?).map_err(|_| "bad key")?;
     mac.update(format!("{id}.{ts}.").as_bytes());
     mac.update(body);
@@ -104,6 +115,22 @@ mod tests {
         assert!(verify(&secret, "msg_1", "1000000", b"{}", &sig, 1_000_301).is_err());
         assert!(verify(&secret, "msg_2", "1000000", b"{}", &sig, 1_000_000).is_err());
         assert!(verify(&new_secret(), "msg_1", "1000000", b"{}", &sig, 1_000_000).is_err());
+    }
+
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        let secret = new_secret();
+        for ts in [
+            "-9223372036854775808",
+            "9223372036854775807",
+            "99999999999999999999",
+        ] {
+            assert!(check_timestamp(ts, 1_000_000).is_err(), "{ts}");
+            assert!(verify(&secret, "m", ts, b"{}", "v1,AAAA", 1_000_000).is_err());
+        }
+        assert!(check_timestamp("-9223372036854775808", i64::MAX).is_err());
+        assert!(check_timestamp("9223372036854775807", i64::MIN).is_err());
+        assert_eq!(check_timestamp("1000300", 1_000_000), Ok(1_000_300));
     }
 
     #[test]

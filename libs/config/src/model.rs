@@ -48,6 +48,26 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     pub batch_body_limit_bytes: usize,
     pub max_batch_items: usize,
+    /// Largest body of a signed (webhook) batch: read before the signature is checked.
+    pub webhook_batch_body_limit_bytes: usize,
+    /// Request bodies buffered at once, in bytes, over every request.
+    pub max_buffered_body_bytes: usize,
+    /// Signed-webhook bodies read at once (their reads come before authentication).
+    pub max_unauthenticated_bodies: usize,
+    /// From a request's first byte to its last header byte.
+    pub header_read_timeout_ms: u64,
+    /// Reading a whole request body.
+    pub body_read_timeout_ms: u64,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle_timeout_ms: u64,
+    /// Open connections at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests being handled at once; further ones wait for a slot.
+    pub max_concurrent_requests: usize,
+    /// Largest request line plus headers (431 above it).
+    pub max_header_bytes: usize,
+    /// Longest request target, path and query (414 above it).
+    pub max_uri_bytes: usize,
 }
 
 /// Per-process, per-tenant ingress limits (GCRA in memory).
@@ -112,6 +132,21 @@ pub struct RulesConfig {
 }
 
 impl HttpConfig {
+    /// The header read timeout.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// The body read timeout.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// The keep-alive idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
     /// The listen address (validated at load).
     pub fn socket_addr(&self) -> SocketAddr {
         self.addr
@@ -195,6 +230,52 @@ impl Config {
             (1..=500).contains(&self.http.max_batch_items),
             "http.max_batch_items",
             "must be between 1 and 500",
+        );
+        check(
+            (self.http.body_limit_bytes..=self.http.batch_body_limit_bytes)
+                .contains(&self.http.webhook_batch_body_limit_bytes),
+            "http.webhook_batch_body_limit_bytes",
+            "must be between http.body_limit_bytes and http.batch_body_limit_bytes",
+        );
+        check(
+            self.http.max_buffered_body_bytes >= self.http.batch_body_limit_bytes,
+            "http.max_buffered_body_bytes",
+            "must be at least http.batch_body_limit_bytes",
+        );
+        check(
+            self.http.max_unauthenticated_bodies >= 1,
+            "http.max_unauthenticated_bodies",
+            "must be at least 1",
+        );
+        for (value, path) in [
+            (
+                self.http.header_read_timeout_ms,
+                "http.header_read_timeout_ms",
+            ),
+            (self.http.body_read_timeout_ms, "http.body_read_timeout_ms"),
+            (self.http.idle_timeout_ms, "http.idle_timeout_ms"),
+        ] {
+            check(value >= 10, path, "must be at least 10");
+        }
+        check(
+            self.http.max_connections >= 1,
+            "http.max_connections",
+            "must be at least 1",
+        );
+        check(
+            self.http.max_concurrent_requests >= 1,
+            "http.max_concurrent_requests",
+            "must be at least 1",
+        );
+        check(
+            (4096..=1 << 20).contains(&self.http.max_header_bytes),
+            "http.max_header_bytes",
+            "must be between 4096 and 1048576",
+        );
+        check(
+            (256..=65_534).contains(&self.http.max_uri_bytes),
+            "http.max_uri_bytes",
+            "must be between 256 and 65534",
         );
         check(
             self.ingress.per_tenant_per_second >= 1,

@@ -139,4 +139,45 @@ impl Store {
                 .await?,
         )
     }
+
+    /// Replaces the tenant's API key with `api_key`: the old key stops
+    /// matching at once (gateways trust a cached key for at most a second).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is no such tenant.
+    pub async fn rotate_api_key(&self, slug: &str, api_key: &str) -> Result<(), StoreError> {
+        let res = sqlx::query("UPDATE tenants SET api_key_hash = $2 WHERE slug = $1")
+            .bind(slug)
+            .bind(key_hash(api_key))
+            .execute(&self.pool)
+            .await?;
+        if res.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Revokes the tenant's API key, leaving it none: the stored hash
+    /// becomes that of a random secret nobody is shown, so no key matches
+    /// until the next rotation.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is no such tenant.
+    pub async fn revoke_api_key(&self, slug: &str) -> Result<(), StoreError> {
+        let unknowable = format!("revoked:{}:{}", Uuid::new_v4(), Uuid::new_v4());
+        self.rotate_api_key(slug, &unknowable).await
+    }
+
+    /// The vendors `tenant` has sent events for, by name.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn tenant_vendors(&self, tenant: Uuid) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT vendor FROM tenant_vendors WHERE tenant_id = $1 ORDER BY vendor",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

@@ -280,3 +280,49 @@ pub(super) fn footer(bench: &Bench, outcomes: &[Outcome]) {
     }
     flush();
 }
+
+/// The figures of the `slow-clients` mode.
+pub(super) fn slow_clients(
+    label: &str,
+    http: &awfdrs_config::HttpConfig,
+    f: &super::slow::Figures,
+) {
+    let mib = |kib: u64| format!("{:.1} MiB", kib as f64 / 1024.0);
+    let [p50, p95, p99, max] = percentiles(Some(&f.good));
+    let statuses: Vec<String> = f
+        .statuses
+        .iter()
+        .map(|(s, n)| format!("{s}: {}", count(*n)))
+        .collect();
+    println!();
+    println!("{label}, {:.0} s", f.seconds);
+    println!(
+        "  gateway limits  header {} ms, body {} ms, idle {} ms; {} connections, {} requests, \
+         {} unauthenticated bodies of at most {} KiB (batch)",
+        http.header_read_timeout_ms,
+        http.body_read_timeout_ms,
+        http.idle_timeout_ms,
+        http.max_connections,
+        http.max_concurrent_requests,
+        http.max_unauthenticated_bodies,
+        http.webhook_batch_body_limit_bytes / 1024,
+    );
+    println!(
+        "  resident memory before {}, peak {} (VmHWM {})",
+        mib(f.baseline_kib),
+        mib(f.peak_kib),
+        mib(f.hwm_kib)
+    );
+    println!(
+        "  good requests   {} ({:.0}/s; {}); ms p50 {p50}  p95 {p95}  p99 {p99}  max {max}",
+        count(f.good.len()),
+        f.good.len() as f64 / f.seconds.max(1e-6),
+        statuses.join(", ")
+    );
+    println!(
+        "  hostile         {} connections opened, {} closed by the gateway",
+        count(f.hostile_connections),
+        count(f.hostile_dropped)
+    );
+    flush();
+}
