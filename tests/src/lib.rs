@@ -297,3 +297,11 @@ pub fn awfdrs_bin() -> PathBuf {
     );
     bin
 }
+
+/// The recorded dead letter `id` (its full payload included).
+pub async fn dead_letter_row(ctx: &Context, id: i64) -> awfdrs_store::DeadLetterRecord {
+    ctx.store
+        .dead_letter(id)
+        .await
+        .unwrap_or_else(|e| panic!("dead letter {id}: {e}"))
+}
