@@ -230,7 +230,7 @@ async fn dlq_list_show_and_replay_work_and_a_replay_is_validated_again() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["id"].to_string() == id)
+        .find(|i| i["id"].as_i64().map(|n| n.to_string()).as_deref() == Some(id.as_str()))
         .unwrap_or_else(|| panic!("{id} not in {list}"));
     assert!(item["reason"].as_str().unwrap().contains("unknown tenant"));
     assert_eq!(item["payload_bytes"], body.len());
