@@ -122,3 +122,60 @@ async fn ready_turns_503_with_the_cause_when_nats_or_postgres_goes_away_and_200_
     broker.kill().await.ok();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn store_errors_name_their_cause_and_classify_themselves() {
+    use awfdrs_store::{DbFailure, Store, StoreError};
+    let world = awfdrs_tests::World::new().await;
+    let store = Store::connect(&world.database_url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // A NUL PostgreSQL cannot store: refused, permanent, PostgreSQL's words.
+    let e = StoreError::from(
+        sqlx::query("SELECT $1::text")
+            .bind("a\0b")
+            .execute(store.pool())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(e.failure(), Some(DbFailure::Refused), "{e}");
+    assert!(!e.is_transient() && !e.is_unavailable());
+    assert!(e.to_string().starts_with("database refused: 22"), "{e}");
+    assert!(e.to_string().contains("0x00"), "{e}");
+
+    // A constraint: named.
+    let insert = "INSERT INTO dead_letters (stage, subject, stream_sequence, delivered, consumer, reason, payload)
+                  VALUES ('detector', 's', 1, 1, 'c', 'r', '')";
+    sqlx::query(insert).execute(store.pool()).await.unwrap();
+    let e = StoreError::from(sqlx::query(insert).execute(store.pool()).await.unwrap_err());
+    assert_eq!(e.failure(), Some(DbFailure::Constraint));
+    let constraint = e.constraint().unwrap().to_owned();
+    assert!(e.to_string().contains(&constraint), "{e}");
+    assert_eq!(e.sqlstate().as_deref(), Some("23505"));
+
+    // Nothing listening: unavailable, and says so.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = Store::connect(
+        &format!("postgres://postgres@127.0.0.1:{port}/x"),
+        1,
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap_err();
+    assert!(e.is_unavailable() && e.is_transient(), "{e}");
+    assert!(e.to_string().starts_with("database unavailable: "), "{e}");
+
+    store.pool().close().await;
+    let admin: PgConnectOptions = database_url().parse().unwrap();
+    let mut conn = admin.database("postgres").connect().await.unwrap();
+    let sql = format!("DROP DATABASE {} WITH (FORCE)", world.database);
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
