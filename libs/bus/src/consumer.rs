@@ -247,7 +247,7 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
             // the pull stream so the server delivers nothing more.
             if let Some(mut stream) = messages.take() {
                 let cap = lp.spec.batch_size.saturating_mul(2);
-                while held.len() < cap {
+                for _ in 0..cap {
                     match stream.next().now_or_never() {
                         Some(Some(Ok(m))) => held.extend(delivery(m)),
                         Some(Some(Err(_))) => {}
