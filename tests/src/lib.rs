@@ -948,3 +948,11 @@ pub async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration)
         }
     }
 }
+
+/// The recorded dead letter `id` (its full payload included).
+pub async fn dead_letter_row(ctx: &Context, id: i64) -> awfdrs_store::DeadLetterRecord {
+    ctx.store
+        .dead_letter(id)
+        .await
+        .unwrap_or_else(|e| panic!("dead letter {id}: {e}"))
+}

@@ -15,7 +15,9 @@
 //!   [`Handler::ready`] with backoff, and handles the held messages again
 //!   once it answers. An outage of any length dead-letters nothing.
 //!
-//! A panic while handling a batch is contained: the batch's messages are
+//! While a batch is being handled its messages are marked in progress, so a
+//! slow handler does not let `ack_wait` run out. A panic while handling a
+//! batch is contained: the batch's messages are
 //! handled again one at a time, and only a message whose handling panics is
 //! dead-lettered (`handler panicked: ...`). The loop lives on.
 
@@ -245,7 +247,7 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
             // the pull stream so the server delivers nothing more.
             if let Some(mut stream) = messages.take() {
                 let cap = lp.spec.batch_size.saturating_mul(2);
-                while held.len() < cap {
+                for _ in 0..cap {
                     match stream.next().now_or_never() {
                         Some(Some(Ok(m))) => held.extend(delivery(m)),
                         Some(Some(Err(_))) => {}
@@ -421,7 +423,20 @@ impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
                 .get_or_create(&self.labels)
                 .inc_by(redelivered);
         }
-        let outcomes = self.handle_contained(&batch).await;
+        // A slow handler (a slow database) must not let ack_wait run out:
+        // the batch is marked in progress while it is handled.
+        let outcomes = {
+            let handling = self.handle_contained(&batch);
+            tokio::pin!(handling);
+            let every = progress_every(self.spec.settings.ack_wait);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                tokio::select! {
+                    outcomes = &mut handling => break outcomes,
+                    _ = tick.tick() => mark_in_progress(&batch).await,
+                }
+            }
+        };
         self.metrics
             .batch_seconds
             .get_or_create(&self.labels)
@@ -639,12 +654,7 @@ impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
         loop {
             let now = Instant::now();
             if now >= next_progress {
-                let marks = held.iter().map(|d| d.msg.ack_with(AckKind::Progress));
-                for r in futures::future::join_all(marks).await {
-                    if let Err(e) = r {
-                        debug!(error = %e, "could not mark a held message in progress");
-                    }
-                }
+                mark_in_progress(held).await;
                 next_progress = now + every;
             }
             if now >= next_probe {
@@ -663,6 +673,17 @@ impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
                 () = shutdown.cancelled() => return false,
                 () = tokio::time::sleep_until(next_progress.min(next_probe)) => {}
             }
+        }
+    }
+}
+
+/// Tells the server the messages are still being worked on, so their
+/// `ack_wait` starts again.
+async fn mark_in_progress(batch: &[Delivery]) {
+    let marks = batch.iter().map(|d| d.msg.ack_with(AckKind::Progress));
+    for r in futures::future::join_all(marks).await {
+        if let Err(e) = r {
+            debug!(error = %e, "could not mark a message in progress");
         }
     }
 }
