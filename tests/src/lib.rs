@@ -40,34 +40,10 @@ pub struct World {
 }
 
 impl World {
-    /// Creates the database and picks the namespace.
+    /// Creates the database on `DATABASE_URL`'s server and picks the
+    /// namespace.
     pub async fn new() -> Self {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let namespace = format!("t{}", &id[..12]);
-        let database = format!("awfdrs_test_{}", &id[..16]);
-        let admin: PgConnectOptions = database_url().parse().expect("DATABASE_URL");
-        let mut conn = admin
-            .clone()
-            .database("postgres")
-            .connect()
-            .await
-            .expect("connect to PostgreSQL (is DATABASE_URL right?)");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        conn.close().await.ok();
-        let database_url = admin.database(&database).to_url_lossy().to_string();
-        let store = Store::connect(&database_url, 2, Duration::from_secs(10))
-            .await
-            .expect("connect test database");
-        store.migrate().await.expect("migrate");
-        store.pool().close().await;
-        Self {
-            namespace,
-            database,
-            database_url,
-        }
+        Self::new_at(&database_url()).await
     }
 
     /// The environment a process of this world reads its configuration from.

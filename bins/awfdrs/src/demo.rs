@@ -324,7 +324,7 @@ pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyho
         Ok(Some(m)) => println!(
             "  dead-lettered on {}: {}",
             m.subject,
-            m.header(headers::DLQ_REASON).unwrap_or("?")
+            awfdrs_domain::printable(m.header(headers::DLQ_REASON).unwrap_or("?"))
         ),
         _ => tally
             .problems

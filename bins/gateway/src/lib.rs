@@ -145,7 +145,7 @@ async fn head_limits(State(state): State<AppState>, req: Request, next: Next) ->
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    if headers > http.max_header_bytes {
+    if headers > http.max_header_bytes || req.headers().len() > server::MAX_HEADERS {
         return Problem::headers_too_large(http.max_header_bytes)
             .closing()
             .into_response();

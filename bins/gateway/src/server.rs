@@ -30,6 +30,8 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
+use crate::Problem;
+
 /// The limits of one server.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -37,9 +39,12 @@ pub(crate) struct Limits {
     pub idle: Duration,
     pub connections: usize,
     pub requests: usize,
-    /// hyper's read buffer: the largest head it parses at all (it answers
-    /// 431 itself above it).
+    /// hyper's read buffer.
     pub read_buffer: usize,
+    /// The largest request head (request line and headers) passed to hyper;
+    /// a larger one is answered here with a problem (414 while the request
+    /// line is still incomplete, else 431) and the connection closed.
+    pub max_head: usize,
     /// How long open connections get to finish after shutdown.
     pub grace: Duration,
 }
@@ -52,9 +57,11 @@ impl Limits {
             idle: http.idle_timeout(),
             connections: http.max_connections,
             requests: http.max_concurrent_requests,
-            // Heads between max_header_bytes and this get the router's
-            // problem answer; larger ones hyper's bare 431.
             read_buffer: (http.max_header_bytes * 2).max(8192),
+            // Heads up to this are parsed and judged by the router (which
+            // answers 414 and 431 problems for what exceeds the limits);
+            // larger ones never reach hyper, whose own answers are bare.
+            max_head: http.max_header_bytes + http.max_uri_bytes,
             grace,
         }
     }
@@ -124,7 +131,7 @@ async fn connection(
     shutdown: CancellationToken,
 ) {
     let watch = Arc::new(Watch::new());
-    let io = TokioIo::new(Watched::new(stream, watch.clone()));
+    let io = TokioIo::new(Watched::new(stream, watch.clone(), limits.max_head));
     let svc_watch = watch.clone();
     let svc = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let router = router.clone();
@@ -141,7 +148,10 @@ async fn connection(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.max_buf_size(limits.read_buffer).keep_alive(true);
+    builder
+        .max_buf_size(limits.read_buffer.max(limits.max_head + 8192))
+        .max_headers(MAX_PARSED_HEADERS)
+        .keep_alive(true);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
     let mut draining = false;
@@ -254,26 +264,112 @@ impl Watch {
     }
 }
 
+/// Headers hyper parses in one request; the router answers 431 above
+/// `MAX_HEADERS` (hyper's own answer past this one would be bare).
+const MAX_PARSED_HEADERS: usize = 1024;
+
+/// How many headers a request may have.
+pub(crate) const MAX_HEADERS: usize = 100;
+
 /// How long a closing connection keeps reading (and discarding) what the
 /// client still sends, so that a client still writing a body it was
 /// refused reads the answer instead of a reset.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// A TCP stream that tells its [`Watch`] when bytes arrive, and lingers
-/// on close.
+/// A TCP stream that tells its [`Watch`] when bytes arrive, guards the
+/// size of request heads, and lingers on close.
 struct Watched {
     inner: TcpStream,
     watch: Arc<Watch>,
+    /// The request head being read, while it is.
+    head: Option<HeadScan>,
+    max_head: usize,
+    /// Set once a head was too large: what arrives is discarded until
+    /// then, and hyper reads the end of the stream.
+    refused: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Set once our side is shut down: until then, what arrives is discarded.
     linger: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// How far a request head has come.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeadScan {
+    bytes: usize,
+    /// The request line has ended (a LF was seen).
+    line_done: bool,
+    /// The last four bytes, to find the CRLF CRLF that ends the head.
+    tail: u32,
+}
+
+impl HeadScan {
+    /// Feeds `bytes`; true once the head has ended.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            self.bytes += 1;
+            self.tail = (self.tail << 8) | u32::from(b);
+            if b == b'\n' {
+                self.line_done = true;
+                if self.tail == 0x0D0A_0D0A || self.tail & 0xFFFF == 0x0A0A {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
 impl Watched {
-    fn new(inner: TcpStream, watch: Arc<Watch>) -> Self {
+    fn new(inner: TcpStream, watch: Arc<Watch>, max_head: usize) -> Self {
         Self {
             inner,
             watch,
+            head: None,
+            max_head,
+            refused: None,
             linger: None,
+        }
+    }
+
+    /// Writes the problem answer to a head that is too large. The socket's
+    /// send buffer is empty here (no answer is in progress for a request
+    /// whose head is not in), so one non-blocking write carries it.
+    fn refuse(&mut self, scan: HeadScan) {
+        let problem = if scan.line_done {
+            Problem::headers_too_large(self.max_head)
+        } else {
+            Problem::uri_too_long(self.max_head)
+        };
+        let body = serde_json::to_string(&problem).unwrap_or_default();
+        let answer = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            problem.status,
+            problem.title,
+            body.len()
+        );
+        if let Err(e) = self.inner.try_write(answer.as_bytes()) {
+            debug!(error = %e, "could not answer a request head that is too large");
+        }
+        debug!(bytes = scan.bytes, "request head too large; closing");
+        self.refused = Some(Box::pin(tokio::time::sleep(LINGER)));
+    }
+
+    /// Discards input until the refusal's linger ends, then reads as the
+    /// end of the stream.
+    fn poll_refused(&mut self, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        let mut scratch = [0u8; 8192];
+        loop {
+            if let Some(until) = self.refused.as_mut()
+                && until.as_mut().poll(cx).is_ready()
+            {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -284,11 +380,31 @@ impl AsyncRead for Watched {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
         let this = &mut *self;
+        if this.refused.is_some() {
+            return this.poll_refused(cx);
+        }
+        let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.watch.on_read();
+        if !matches!(result, Poll::Ready(Ok(()))) || buf.filled().len() == before {
+            return result;
+        }
+        // A new request begins when bytes arrive on an idle connection.
+        if this.head.is_none() && this.watch.phase() == Phase::Idle {
+            this.head = Some(HeadScan::default());
+        }
+        this.watch.on_read();
+        if let Some(mut scan) = this.head {
+            let ended = scan.feed(&buf.filled()[before..]);
+            if scan.bytes > this.max_head && !ended {
+                // hyper never sees this read: it reads the end of the stream
+                // once the refusal has been answered.
+                buf.set_filled(before);
+                this.head = None;
+                this.refuse(scan);
+                return this.poll_refused(cx);
+            }
+            this.head = if ended { None } else { Some(scan) };
         }
         result
     }

@@ -264,11 +264,22 @@ async fn readiness(ctx: &Context) -> (axum::http::StatusCode, axum::Json<serde_j
 /// # Errors
 /// The store's error text, or that no answer came in time.
 pub async fn check_store(store: &Store) -> Result<(), String> {
-    match tokio::time::timeout(READY_CHECK_TIMEOUT, store.ping()).await {
-        Ok(Ok(())) => Ok(()),
+    // The pool keeps retrying a server that refuses connections until its
+    // acquire timeout; half the time for the pool, then a connection of its
+    // own tells why.
+    let half = READY_CHECK_TIMEOUT / 2;
+    match tokio::time::timeout(half, store.ping()).await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => {}
+    }
+    match tokio::time::timeout(half, store.probe()).await {
         Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(())) => Err(format!(
+            "database busy: the pool gave no connection within {half:?} (timed out), though the server answers"
+        )),
         Err(_) => Err(format!(
-            "database unavailable: no answer within {READY_CHECK_TIMEOUT:?}"
+            "database unavailable: timed out after {READY_CHECK_TIMEOUT:?} (no answer from the pool nor to a new connection)"
         )),
     }
 }

@@ -91,4 +91,18 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    /// A round trip on a new connection, outside the pool: tells why the
+    /// server cannot be reached when the pool only times out.
+    ///
+    /// # Errors
+    /// Why the connection or the query failed.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        use sqlx::Connection as _;
+        let options = (*self.pool.connect_options()).clone();
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
 }
