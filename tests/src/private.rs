@@ -35,6 +35,17 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Whether the nats-server at `bin` is 2.10 or later (`nats-server: v2.15.1`).
+fn is_recent_nats(bin: &Path) -> bool {
+    let Ok(out) = std::process::Command::new(bin).arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.trim().rsplit('v').next().unwrap_or("");
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (2, 10)
+}
+
 /// The workspace root (the parent of this crate's manifest directory).
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,7 +77,8 @@ impl PrivateNats {
         if local.is_file() {
             return Some(local);
         }
-        on_path("nats-server")
+        // Distributions ship older servers; AWFDRS needs 2.10 or later.
+        on_path("nats-server").filter(|p| is_recent_nats(p))
     }
 
     /// Starts a server from `bin` on a free port with its own store.
