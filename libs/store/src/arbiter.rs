@@ -12,7 +12,18 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::detect::NewEvent;
+
+/// One event's use of its key, as the arbiter sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyUse<'a> {
+    pub tenant_id: Uuid,
+    pub idempotency_key: &'a str,
+    pub id: Uuid,
+    pub body_hash: &'a [u8],
+    pub correlation_id: &'a str,
+    /// The gateway's reservation, on events it published.
+    pub reservation: Option<Uuid>,
+}
 
 /// What the arbiter decided for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,14 +68,14 @@ type Holding = (Vec<u8>, Option<Uuid>);
 /// transactions lock in one order); one verdict per event, in order.
 pub(crate) async fn settle(
     tx: &mut PgConnection,
-    evs: &[&NewEvent],
+    evs: &[KeyUse<'_>],
 ) -> Result<Vec<Verdict>, StoreError> {
     // A key repeated inside the batch is settled by its first occurrence.
     let mut first: HashMap<Key, usize> = HashMap::new();
-    let mut claims: Vec<&NewEvent> = Vec::new();
+    let mut claims: Vec<&KeyUse<'_>> = Vec::new();
     for (i, e) in evs.iter().enumerate() {
         first
-            .entry((e.tenant_id, e.idempotency_key.clone()))
+            .entry((e.tenant_id, e.idempotency_key.to_owned()))
             .or_insert_with(|| {
                 claims.push(e);
                 i
@@ -75,20 +86,20 @@ pub(crate) async fn settle(
         .bind(
             claims
                 .iter()
-                .map(|e| e.idempotency_key.clone())
+                .map(|e| e.idempotency_key.to_owned())
                 .collect::<Vec<_>>(),
         )
         .bind(claims.iter().map(|e| e.id).collect::<Vec<_>>())
         .bind(
             claims
                 .iter()
-                .map(|e| e.body_hash.clone())
+                .map(|e| e.body_hash.to_vec())
                 .collect::<Vec<_>>(),
         )
         .bind(
             claims
                 .iter()
-                .map(|e| e.correlation_id.clone())
+                .map(|e| e.correlation_id.to_owned())
                 .collect::<Vec<_>>(),
         )
         .bind(claims.iter().map(|e| e.reservation).collect::<Vec<_>>())
@@ -96,9 +107,9 @@ pub(crate) async fn settle(
         .await?;
     let taken: std::collections::HashSet<Key> = taken.into_iter().collect();
 
-    let others: Vec<&&NewEvent> = claims
+    let others: Vec<&&KeyUse<'_>> = claims
         .iter()
-        .filter(|e| !taken.contains(&(e.tenant_id, e.idempotency_key.clone())))
+        .filter(|e| !taken.contains(&(e.tenant_id, e.idempotency_key.to_owned())))
         .collect();
     let mut held: HashMap<Key, Holding> = HashMap::new();
     if !others.is_empty() {
@@ -109,7 +120,7 @@ pub(crate) async fn settle(
             .bind(
                 others
                     .iter()
-                    .map(|e| e.idempotency_key.clone())
+                    .map(|e| e.idempotency_key.to_owned())
                     .collect::<Vec<_>>(),
             )
             .fetch_all(&mut *tx)
@@ -123,13 +134,13 @@ pub(crate) async fn settle(
     let mut holder: HashMap<Key, Option<Holding>> = HashMap::new();
     let mut release: Vec<Key> = Vec::new();
     for e in &claims {
-        let key = (e.tenant_id, e.idempotency_key.clone());
+        let key = (e.tenant_id, e.idempotency_key.to_owned());
         let now_held = if taken.contains(&key) {
             if e.reservation.is_some() {
                 release.push(key.clone());
                 None
             } else {
-                Some((e.body_hash.clone(), None))
+                Some((e.body_hash.to_vec(), None))
             }
         } else {
             held.get(&key).cloned()
@@ -147,7 +158,7 @@ pub(crate) async fn settle(
 
     evs.iter()
         .map(|e| {
-            let key = (e.tenant_id, e.idempotency_key.clone());
+            let key = (e.tenant_id, e.idempotency_key.to_owned());
             match (e.reservation, holder.get(&key).cloned().flatten()) {
                 // A gateway publish is stored only under its own reservation.
                 (Some(ours), Some((_, Some(theirs)))) if ours == theirs => Ok(Verdict::Persist),

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::arbiter::{self, Verdict};
+use crate::arbiter::{self, KeyUse, Verdict};
 use crate::{Store, StoreError};
 
 /// One validated event to persist.
@@ -257,7 +257,18 @@ impl Store {
         let sorted: Vec<&NewEvent> = order.iter().map(|&i| &batch.events[i]).collect();
 
         let mut tx = self.pool.begin().await?;
-        let verdicts = arbiter::settle(&mut tx, &sorted).await?;
+        let uses: Vec<KeyUse<'_>> = sorted
+            .iter()
+            .map(|e| KeyUse {
+                tenant_id: e.tenant_id,
+                idempotency_key: &e.idempotency_key,
+                id: e.id,
+                body_hash: &e.body_hash,
+                correlation_id: &e.correlation_id,
+                reservation: e.reservation,
+            })
+            .collect();
+        let verdicts = arbiter::settle(&mut tx, &uses).await?;
         let mut evs: Vec<&NewEvent> = Vec::with_capacity(sorted.len());
         let mut kept: Vec<usize> = Vec::with_capacity(sorted.len());
         for (pos, verdict) in verdicts.into_iter().enumerate() {
