@@ -306,7 +306,7 @@ impl World {
             .database("postgres")
             .connect()
             .await
-            .expect("connect to the private PostgreSQL");
+            .expect("connect to PostgreSQL (is DATABASE_URL right?)");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
             .execute(&mut conn)
             .await

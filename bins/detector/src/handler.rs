@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use awfdrs_bus::{Delivery, Handler, Namespace, Outcome};
-use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_body};
+use awfdrs_domain::{
+    IncidentOpenedV1, Signature, ValidEvent, event_id, normalize_code, parse_body,
+};
 use awfdrs_guard::BreakerFeed;
 use awfdrs_runtime::Context;
 use awfdrs_store::{
@@ -14,7 +16,6 @@ use awfdrs_store::{
 use awfdrs_telemetry::{RejectLabels, SourceLabels};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
-use serde_json::json;
 use tracing::{info, warn};
 use uuid::Uuid;
 
@@ -178,27 +179,23 @@ impl DetectorHandler {
 }
 
 fn opened_message(ns: &Namespace, slugs: &HashMap<Uuid, String>, o: &OpenedIncident) -> NewOutbox {
-    let tenant = slugs.get(&o.tenant_id).cloned().unwrap_or_default();
+    let message = IncidentOpenedV1 {
+        incident_id: o.id,
+        tenant_id: o.tenant_id,
+        tenant: slugs.get(&o.tenant_id).cloned().unwrap_or_default(),
+        signature: o.signature.clone(),
+        workflow_id: o.workflow_id.clone(),
+        error_code: o.error_code.clone(),
+        vendor: o.vendor.clone(),
+        step: o.step.clone(),
+        reopened: o.reopened,
+        correlation_id: o.correlation_id.clone(),
+    };
     NewOutbox {
         tenant_id: o.tenant_id,
-        subject: ns.incident_opened(&tenant),
-        msg_id: Namespace::incident_opened_msg_id(&format!(
-            "{}:{}",
-            o.id,
-            if o.reopened { "reopened" } else { "opened" }
-        )),
-        payload: json!({
-            "incident_id": o.id,
-            "tenant_id": o.tenant_id,
-            "tenant": tenant,
-            "signature": o.signature,
-            "workflow_id": o.workflow_id,
-            "error_code": o.error_code,
-            "vendor": o.vendor,
-            "step": o.step,
-            "reopened": o.reopened,
-            "correlation_id": o.correlation_id,
-        }),
+        subject: ns.incident_opened(&message.tenant),
+        msg_id: Namespace::incident_opened_msg_id(&format!("{}:{}", o.id, message.kind())),
+        payload: serde_json::to_value(&message).unwrap_or_default(),
         correlation_id: Some(o.correlation_id.clone()),
     }
 }

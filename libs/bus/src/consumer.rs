@@ -344,9 +344,7 @@ async fn pull(
 }
 
 fn stream_of(bus: &Bus, stage: Stage) -> String {
-    match stage {
-        Stage::Detector => bus.ns().events_stream(),
-    }
+    bus.ns().source(stage).0
 }
 
 fn delivery(msg: jetstream::Message) -> Option<Delivery> {

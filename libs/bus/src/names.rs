@@ -10,6 +10,13 @@ use awfdrs_domain::is_slug;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Namespace(String);
 
+/// KV bucket of the circuit breakers (`<ns>_breakers`): key = vendor slug,
+/// value = the breaker as JSON.
+pub const BREAKERS_BUCKET: &str = "breakers";
+
+/// KV bucket of the GCRA rate limits (`<ns>_ratelimits`).
+pub const RATELIMITS_BUCKET: &str = "ratelimits";
+
 /// A pipeline stage, which names its consumer and its dead-letter subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
@@ -109,6 +116,14 @@ impl Namespace {
     /// The durable consumer of a stage.
     pub fn consumer(&self, stage: Stage) -> String {
         format!("{}_{stage}", self.0)
+    }
+
+    /// The stream a stage consumes, and the subjects it takes from it: the
+    /// one place that says where each stage reads.
+    pub fn source(&self, stage: Stage) -> (String, String) {
+        match stage {
+            Stage::Detector => (self.events_stream(), self.events_all()),
+        }
     }
 
     /// A KV bucket of this namespace.

@@ -82,9 +82,7 @@ impl Bus {
         settings: &ConsumerSettings,
     ) -> Result<(), BusError> {
         let ns = self.ns();
-        let (stream_name, filter) = match stage {
-            Stage::Detector => (ns.events_stream(), ns.events_all()),
-        };
+        let (stream_name, filter) = ns.source(stage);
         let name = ns.consumer(stage);
         let config = pull::Config {
             durable_name: Some(name.clone()),
@@ -156,9 +154,7 @@ impl Bus {
     /// When the consumer cannot be read.
     pub async fn consumer_backlog(&self, stage: Stage) -> Result<u64, BusError> {
         let ns = self.ns();
-        let (stream_name, name) = match stage {
-            Stage::Detector => (ns.events_stream(), ns.consumer(stage)),
-        };
+        let (stream_name, name) = (ns.source(stage).0, ns.consumer(stage));
         let stream = self
             .js()
             .get_stream(&stream_name)

@@ -12,6 +12,7 @@ pub mod body;
 pub mod event;
 pub mod ids;
 pub mod incident;
+pub mod messages;
 pub mod signature;
 pub mod slug;
 pub mod text;
@@ -25,6 +26,7 @@ pub use event::{
 };
 pub use ids::{event_id, new_api_key};
 pub use incident::IncidentStatus;
+pub use messages::IncidentOpenedV1;
 pub use signature::{Signature, normalize_code};
 pub use slug::{Slug, SlugError, is_slug};
 pub use text::{check_correlation_id, printable};

@@ -1,5 +1,5 @@
-//! The KV buckets of the safety layer and the keys inside them, named in
-//! one place.
+//! The keys inside the safety layer's KV buckets (the buckets themselves
+//! are named in `bus`, with every other name).
 
 use std::fmt;
 
@@ -7,14 +7,11 @@ use awfdrs_rules::is_slug;
 
 use crate::GuardError;
 
-/// Bucket of the circuit breakers (`<ns>_breakers`): key = vendor slug,
-/// value = the breaker as JSON.
-pub const BREAKERS_BUCKET: &str = "breakers";
-
-/// Bucket of the GCRA rate limits (`<ns>_ratelimits`): key = [`RateKey`],
-/// value = the theoretical arrival time in nanoseconds since the epoch, as
-/// decimal text.
-pub const RATELIMITS_BUCKET: &str = "ratelimits";
+/// The buckets are named with every other name, in `bus`. The breakers'
+/// bucket holds one JSON entry per vendor slug; the rate limits' bucket,
+/// per [`RateKey`], the theoretical arrival time in nanoseconds since the
+/// epoch, as decimal text.
+pub use awfdrs_bus::names::{BREAKERS_BUCKET, RATELIMITS_BUCKET};
 
 /// Revisions kept per key: only the latest matters, and compare-and-set
 /// needs no history.
