@@ -1,5 +1,9 @@
 //! The safety layer shared by every worker: the pure decisions of
 //! `awfdrs-safety` made over state that lives in JetStream KV and Postgres.
+//! The two crates are its two halves: `awfdrs-safety` decides (pure, no
+//! I/O, `now` a parameter), this crate reads and writes the shared state
+//! those decisions need. A worker's safety check (the coordinator's
+//! admission of a retry: breaker, hard limit, rate limits) belongs here.
 //!
 //! It owns the KV buckets `<ns>_breakers` (one JSON [`Breaker`] per vendor)
 //! and `<ns>_ratelimits` (one GCRA theoretical arrival time per tenant or
@@ -37,7 +41,6 @@ pub use awfdrs_safety::breaker::{
 };
 pub use awfdrs_safety::gcra::Decision;
 pub use awfdrs_safety::limits::{HardLimit, LimitExceeded, RetryCounts};
-pub use awfdrs_store::{NewRetryAttempt, RetryScope};
 pub use breakers::{BreakerOptions, BreakerView, Breakers};
 pub use error::GuardError;
 pub use feed::{BreakerFeed, FeedSettings, FlushReport, counts_against_vendor};

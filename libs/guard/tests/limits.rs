@@ -8,8 +8,8 @@ mod common;
 
 use std::sync::Arc;
 
-use awfdrs_guard::{HardLimit, HardLimiter, LimitVerdict, NewRetryAttempt};
-use awfdrs_store::{DetectBatch, DetectSettings, NewEvent, NewOutbox, Store};
+use awfdrs_guard::{HardLimit, HardLimiter, LimitVerdict};
+use awfdrs_store::{DetectBatch, DetectSettings, NewEvent, NewOutbox, NewRetryAttempt, Store};
 use chrono::{DateTime, Utc};
 use common::World;
 use uuid::Uuid;

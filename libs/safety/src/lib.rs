@@ -9,7 +9,9 @@
 //! functions with the current time, and commit the result with
 //! compare-and-set. This crate must not do I/O, read the clock, spawn tasks
 //! or log: every input, `now` included, is a parameter, so every decision is
-//! reproducible in a test.
+//! reproducible in a test. Its stateful half, which reads and writes the
+//! shared state (KV entries, Postgres rows) around these decisions, is
+//! `awfdrs-guard`.
 
 pub mod breaker;
 pub mod duration;
