@@ -69,7 +69,19 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
     }
     let mut result = Ok(());
     while let Some(joined) = loops.join_next().await {
-        if let Err(e) = joined.map_err(anyhow::Error::from).and_then(|r| Ok(r?)) {
+        let joined = joined.map_err(anyhow::Error::from).and_then(|r| Ok(r?));
+        // A loop ends by itself only when told to: anything else is a
+        // failure the process must not hide.
+        let joined = joined.and_then(|()| {
+            if loops_stop.is_cancelled() {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "a consumer loop stopped without being asked to"
+                ))
+            }
+        });
+        if let Err(e) = joined {
             // One loop failing stops the others; the caller decides.
             loops_stop.cancel();
             result = result.and(Err(e));

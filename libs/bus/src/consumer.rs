@@ -28,6 +28,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind};
 use awfdrs_telemetry::{ConsumerLabels, ConsumerOutcomeLabels, Metrics};
 use bytes::Bytes;
@@ -297,8 +298,28 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
         };
         match first {
             None => {
-                warn!(consumer = %lp.name, "message stream ended");
-                break;
+                // The pull stream gave up (the server ended it): rebuild it,
+                // unless the consumer itself is gone, which only an operator
+                // or a broken deployment does: then stop loudly.
+                warn!(consumer = %lp.name, "message stream ended; rebuilding it");
+                messages = None;
+                if !lp.consumer_exists().await {
+                    return Err(BusError::Topology(format!(
+                        "consumer {} no longer exists",
+                        lp.name
+                    )));
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(PULL_ERROR_PAUSE) => {}
+                }
+                continue;
+            }
+            Some(Err(e)) if e.kind() == MessagesErrorKind::ConsumerDeleted => {
+                return Err(BusError::Topology(format!(
+                    "consumer {} was deleted",
+                    lp.name
+                )));
             }
             Some(Err(e)) => {
                 // A lost heartbeat or a reconnect: the stream recovers by
@@ -326,6 +347,32 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
     }
     info!(consumer = %lp.name, "consumer stopped");
     Ok(())
+}
+
+impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
+    /// Whether the stage's durable consumer still exists (a server that
+    /// cannot be asked counts as yes: the pull will tell).
+    async fn consumer_exists(&self) -> bool {
+        let stream = stream_of(&self.bus, self.spec.stage);
+        match self
+            .bus
+            .js()
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                &self.name, &stream,
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => match e.kind() {
+                jetstream::stream::ConsumerErrorKind::JetStream(js) => !matches!(
+                    js.error_code(),
+                    jetstream::ErrorCode::CONSUMER_NOT_FOUND
+                        | jetstream::ErrorCode::STREAM_NOT_FOUND
+                ),
+                _ => true,
+            },
+        }
+    }
 }
 
 async fn pull(
