@@ -290,7 +290,7 @@ impl H {
             .header("content-type", "application/json");
         let mut tenants = vec![self.acme.0];
         let signed = |req: reqwest::RequestBuilder, ts: i64| {
-            let sig = awfdrs_gateway::webhook::sign(&self.signed.1, "msg_1", ts, &bytes).unwrap();
+            let sig = awfdrs_domain::webhook::sign(&self.signed.1, "msg_1", ts, &bytes).unwrap();
             req.header("x-awfdrs-tenant", "signed")
                 .header("webhook-id", "msg_1")
                 .header("webhook-timestamp", ts.to_string())
@@ -971,8 +971,8 @@ async fn cancelled_requests(h: &H) -> Result<(), String> {
 async fn webhook_401_uniform(h: &H) -> Result<(), String> {
     let body = ev("webhook_401_uniform").to_string();
     let now = chrono::Utc::now().timestamp();
-    let wrong = awfdrs_gateway::webhook::new_secret();
-    let sig = awfdrs_gateway::webhook::sign(&wrong, "msg_1", now, body.as_bytes()).unwrap();
+    let wrong = awfdrs_domain::webhook::new_secret();
+    let sig = awfdrs_domain::webhook::sign(&wrong, "msg_1", now, body.as_bytes()).unwrap();
     let mut answers = Vec::new();
     for tenant in ["signed", "bare", "nobody"] {
         let r = h
@@ -1185,7 +1185,7 @@ async fn hostile_input_never_crashes_loses_or_lies() {
         .create_tenant("bare", &awfdrs_domain::new_api_key())
         .await
         .unwrap();
-    let secret = awfdrs_gateway::webhook::new_secret();
+    let secret = awfdrs_domain::webhook::new_secret();
     store.set_webhook_secret("signed", &secret).await.unwrap();
     let admin = awfdrs_domain::new_api_key();
     store.create_admin_key("ops", &admin).await.unwrap();

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use awfdrs_gateway::webhook;
+use awfdrs_domain::webhook;
 use awfdrs_tests::{System, awfdrs_bin, closed_within, eventually, failure, read_answer};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;

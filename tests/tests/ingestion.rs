@@ -299,7 +299,7 @@ async fn health_ready_and_metrics_answer() {
 
 #[tokio::test]
 async fn signed_webhooks_are_accepted_and_bad_signatures_refused() {
-    use awfdrs_gateway::webhook;
+    use awfdrs_domain::webhook;
     let sys = System::start(&[]).await;
     let (tenant, _) = sys.tenant("acme").await;
     let secret = webhook::new_secret();

@@ -1,10 +1,21 @@
-//! The command line.
+//! The command line: the top-level commands and where each one runs. Every
+//! command's own arguments live in its module.
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use awfdrs_config::Config;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use crate::admin::AdminCommand;
+use crate::bench::BenchArgs;
+use crate::breakers::BreakersCommand;
+use crate::demo::DemoArgs;
+use crate::dlq::DlqCommand;
+use crate::events::EventsCommand;
+use crate::incidents::IncidentsCommand;
+use crate::rules::RulesCommand;
+use crate::tenants::TenantsCommand;
+use crate::up::{UpArgs, WorkerArgs};
 
 /// AWFDRS: automated workflow failure detection and remediation.
 #[derive(Debug, Parser)]
@@ -17,22 +28,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Migrate, declare the streams, and run the gateway and every worker in this process.
-    Up {
-        /// Listen address of the gateway (overrides AWFDRS_HTTP_ADDR).
-        #[arg(long)]
-        http: Option<String>,
-    },
+    Up(UpArgs),
     /// Run one worker.
-    Worker {
-        #[arg(value_enum)]
-        name: Worker,
-        /// Listen address of the gateway (gateway only).
-        #[arg(long)]
-        http: Option<String>,
-    },
+    Worker(WorkerArgs),
     /// Apply database migrations and declare the JetStream topology.
     Migrate,
     /// Manage tenants.
@@ -53,7 +55,7 @@ pub enum Command {
     /// Dead letters: list, show, or replay them (a replay is validated again).
     Dlq {
         #[command(subcommand)]
-        command: crate::dlq::DlqCommand,
+        command: DlqCommand,
     },
     /// Read incidents.
     Incidents {
@@ -68,96 +70,15 @@ pub enum Command {
     /// Send events as a producer does: over HTTP to the gateway, or on NATS.
     Events {
         #[command(subcommand)]
-        command: crate::events::EventsCommand,
+        command: EventsCommand,
     },
     /// Send a short scripted scenario through HTTP and NATS and print the incidents.
-    Demo {
-        /// The gateway's base URL (default: http://<AWFDRS_HTTP_ADDR>).
-        #[arg(long)]
-        url: Option<String>,
-        /// Seconds the pipeline gets to settle before the closing check fails.
-        #[arg(long, default_value_t = 30)]
-        timeout: u64,
-    },
+    Demo(DemoArgs),
     /// Measure ingestion over NATS and HTTP against this machine's raw ceiling; print figures.
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Worker {
-    Gateway,
-    Detector,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TenantsCommand {
-    /// Create a tenant and print its API key (alone, on stdout).
-    Create { slug: String },
-    /// List tenants.
-    List,
-    /// Set (or rotate) the tenant's Standard Webhooks signing secret and print it.
-    WebhookSecret { slug: String },
-    /// Give the tenant a new API key and print it (alone, on stdout); the
-    /// old key stops working within about a second on every gateway.
-    RotateKey { slug: String },
-    /// Revoke the tenant's API key, leaving it none until `rotate-key`.
-    RevokeKey { slug: String },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BreakersCommand {
-    /// Every breaker: vendors in the rules and vendors seen.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Close a vendor's breaker and clear its window.
-    Reset { vendor: String },
-    /// Force a vendor's breaker open until a reset: no retry reaches it.
-    Open {
-        vendor: String,
-        /// Why, for the audit trail.
-        #[arg(long)]
-        reason: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AdminCommand {
-    /// Create an admin key and print it (alone, on stdout).
-    CreateKey {
-        #[arg(long, default_value = "operator")]
-        label: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum IncidentsCommand {
-    /// List incidents, most recently seen first.
-    List {
-        /// Only this tenant's (slug); all tenants otherwise.
-        #[arg(long)]
-        tenant: Option<String>,
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum RulesCommand {
-    /// Validate a rules directory; exits non-zero with every problem.
-    Check {
-        /// The directory (default: the configured rules.dir).
-        dir: Option<PathBuf>,
-    },
-}
-
+/// The configuration from the file, the environment and `--http`.
 fn load(cli_config: Option<&std::path::Path>, http: Option<String>) -> anyhow::Result<Config> {
     let overrides: Vec<(&str, String)> = http.into_iter().map(|a| ("http.addr", a)).collect();
     Ok(Config::from_process_env(cli_config, &overrides)?)
@@ -167,45 +88,122 @@ fn load(cli_config: Option<&std::path::Path>, http: Option<String>) -> anyhow::R
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.as_deref();
     match cli.command {
-        Command::Up { http } => crate::up::up(load(file, http)?).await,
-        Command::Worker { name, http } => crate::up::worker(load(file, http)?, name).await,
-        Command::Migrate => {
-            let config = load(file, None)?;
-            awfdrs_telemetry::init_logging(config.telemetry.log_format);
-            let ctx = awfdrs_runtime::Context::connect(config).await?;
-            ctx.prepare().await?;
-            eprintln!("migrations applied and streams declared");
-            Ok(())
-        }
-        Command::Tenants { command } => crate::ops::tenants(load(file, None)?, command).await,
-        Command::Breakers { command } => crate::ops::breakers(load(file, None)?, command).await,
-        Command::Admin { command } => crate::ops::admin(load(file, None)?, command).await,
-        Command::Incidents { command } => crate::ops::incidents(load(file, None)?, command).await,
+        Command::Up(args) => crate::up::up(load(file, args.http)?).await,
+        Command::Worker(args) => crate::up::worker(load(file, args.http)?, args.name).await,
+        Command::Migrate => crate::up::migrate(load(file, None)?).await,
+        Command::Tenants { command } => crate::tenants::run(load(file, None)?, command).await,
+        Command::Breakers { command } => crate::breakers::run(load(file, None)?, command).await,
+        Command::Admin { command } => crate::admin::run(load(file, None)?, command).await,
+        Command::Incidents { command } => crate::incidents::run(load(file, None)?, command).await,
         Command::Dlq { command } => crate::dlq::run(load(file, None)?, command).await,
-        Command::Rules {
-            command: RulesCommand::Check { dir },
-        } => {
-            let dir = match dir {
-                Some(d) => d,
-                None => PathBuf::from(load(file, None)?.rules.dir),
-            };
-            let rules = awfdrs_rules::Rules::load(&dir)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("rules in {} are invalid", dir.display()))?;
-            println!(
-                "{}: {} error codes, {} retry policies, {} vendors: ok",
-                dir.display(),
-                rules.error_codes().count(),
-                rules.retry_policies().count(),
-                rules.vendors().count()
-            );
-            Ok(())
-        }
+        Command::Rules { command } => crate::rules::run(command, || load(file, None)),
         Command::Events { command } => crate::events::run(load(file, None)?, command).await,
-        Command::Demo { url, timeout } => {
-            let settle = std::time::Duration::from_secs(timeout);
-            crate::demo::run(load(file, None)?, url, settle).await
-        }
+        Command::Demo(args) => crate::demo::run(load(file, None)?, args).await,
         Command::Bench(args) => crate::bench::run(load(file, None)?, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every command path (`tenants rotate-key`, ...), depth first.
+    fn paths(command: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in command.get_subcommands() {
+            let path = format!("{prefix}{}", sub.get_name());
+            out.push(path.clone());
+            paths(sub, &format!("{path} "), out);
+        }
+    }
+
+    #[test]
+    fn the_commands_are_the_documented_ones() {
+        let mut found = Vec::new();
+        paths(&Cli::command(), "", &mut found);
+        found.sort();
+        let mut expected = [
+            "up",
+            "worker",
+            "migrate",
+            "tenants",
+            "tenants create",
+            "tenants list",
+            "tenants webhook-secret",
+            "tenants rotate-key",
+            "tenants revoke-key",
+            "admin",
+            "admin create-key",
+            "breakers",
+            "breakers list",
+            "breakers reset",
+            "breakers open",
+            "dlq",
+            "dlq list",
+            "dlq show",
+            "dlq replay",
+            "incidents",
+            "incidents list",
+            "rules",
+            "rules check",
+            "events",
+            "events send",
+            "events publish",
+            "demo",
+            "bench",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        expected.sort();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn the_documented_invocations_parse() {
+        for line in [
+            "up --http 127.0.0.1:8080",
+            "worker gateway --http 127.0.0.1:8080",
+            "worker detector",
+            "migrate",
+            "tenants create acme",
+            "tenants list",
+            "tenants rotate-key acme",
+            "tenants revoke-key acme",
+            "tenants webhook-secret acme",
+            "admin create-key --label ops",
+            "incidents list --tenant acme --status OPEN --limit 5 --json",
+            "events send --key K --url http://127.0.0.1:8080 event.json",
+            "events send --tenant acme",
+            "events publish --tenant acme event.json",
+            "breakers list --json",
+            "breakers reset stripe",
+            "breakers open stripe --reason outage",
+            "dlq list --stage detector --limit 5 --json",
+            "dlq show 1 --payload",
+            "dlq replay 1",
+            "rules check config/rules",
+            "demo --url http://127.0.0.1:8080 --timeout 60",
+            "bench",
+            "--config config/awfdrs.yaml tenants list",
+        ] {
+            let argv = std::iter::once("awfdrs").chain(line.split_whitespace());
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("awfdrs {line}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_worker_or_a_missing_reason_is_refused() {
+        for line in ["worker analyzer", "breakers open stripe", "tenants create"] {
+            let argv = std::iter::once("awfdrs").chain(line.split_whitespace());
+            assert!(Cli::try_parse_from(argv).is_err(), "awfdrs {line}");
+        }
     }
 }

@@ -179,12 +179,24 @@ fn describe(incidents: &BTreeMap<(String, String), i64>) -> String {
     s
 }
 
-/// Runs the demo.
-///
-/// `settle` is how long the pipeline gets, after the last send, to produce
-/// what the check expects.
-pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyhow::Result<()> {
-    let base = url.unwrap_or_else(|| format!("http://{}", config.http.addr));
+/// `awfdrs demo`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The gateway's base URL (default: http://<AWFDRS_HTTP_ADDR>).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Seconds the pipeline gets to settle before the closing check fails.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// Runs the demo; after the last send, the pipeline gets `args.timeout`
+/// seconds to produce what the check expects.
+pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
+    let settle = Duration::from_secs(args.timeout);
+    let base = args
+        .url
+        .unwrap_or_else(|| format!("http://{}", config.http.addr));
     let base = base.trim_end_matches('/').to_owned();
     let rules_dir = Path::new(&config.rules.dir);
     let rules = Rules::load(rules_dir)
@@ -347,7 +359,7 @@ pub async fn run(config: Config, url: Option<String>, settle: Duration) -> anyho
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     println!("\nincidents of {slug}:");
-    crate::ops::print_incidents(&items);
+    crate::table::print_incidents(&items);
     if found(&items) != want {
         tally.problems.push(format!(
             "expected incidents {}; found {}",

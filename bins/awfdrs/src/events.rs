@@ -123,7 +123,7 @@ async fn send(base: &str, auth: &Auth, body: Vec<u8>) -> anyhow::Result<()> {
         Auth::Signed(secret, slug) => {
             let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
             let ts = chrono::Utc::now().timestamp();
-            let signature = awfdrs_gateway::webhook::sign(secret, &id, ts, &body)
+            let signature = awfdrs_domain::webhook::sign(secret, &id, ts, &body)
                 .map_err(|e| anyhow::anyhow!("tenant {slug}'s webhook secret: {e}"))?;
             req.header("webhook-id", id)
                 .header("webhook-timestamp", ts.to_string())

@@ -1,12 +1,18 @@
 //! `awfdrs`: every worker in one process (`up`), one worker (`worker`), the
 //! demo, the benchmark and the operator's commands.
 
+mod admin;
 mod bench;
+mod breakers;
 mod cli;
+mod connect;
 mod demo;
 mod dlq;
 mod events;
-mod ops;
+mod incidents;
+mod rules;
+mod table;
+mod tenants;
 mod up;
 
 use clap::Parser;

@@ -1,11 +1,45 @@
-//! Running workers: all of them in one process (`up`) or one (`worker`).
+//! Running workers: all of them in one process (`up`) or one (`worker`),
+//! and preparing the database and the streams for them (`migrate`).
 
 use awfdrs_config::Config;
 use awfdrs_runtime::{Context, drain, serve_ops, shutdown_token};
+use clap::ValueEnum;
 use tokio::task::JoinSet;
 use tracing::{error, info};
 
-use crate::cli::Worker;
+/// `awfdrs up`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Listen address of the gateway (overrides AWFDRS_HTTP_ADDR).
+    #[arg(long)]
+    pub http: Option<String>,
+}
+
+/// `awfdrs worker`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    #[arg(value_enum)]
+    pub name: Worker,
+    /// Listen address of the gateway (gateway only).
+    #[arg(long)]
+    pub http: Option<String>,
+}
+
+/// A worker that runs on its own.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Worker {
+    Gateway,
+    Detector,
+}
+
+/// Applies the migrations and declares the JetStream topology.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    awfdrs_telemetry::init_logging(config.telemetry.log_format);
+    let ctx = Context::connect(config).await?;
+    ctx.prepare().await?;
+    eprintln!("migrations applied and streams declared");
+    Ok(())
+}
 
 /// Migrates, declares the topology, and runs the gateway and every worker
 /// until SIGTERM; then drains within the grace period and returns.

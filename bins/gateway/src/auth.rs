@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use awfdrs_domain::webhook;
 use awfdrs_store::Tenant;
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
@@ -19,7 +20,7 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::{AppState, Problem, webhook};
+use crate::{AppState, Problem};
 
 /// How long a resolved key is trusted without asking the database again.
 ///

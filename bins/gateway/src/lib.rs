@@ -16,7 +16,6 @@ mod ingest;
 mod ops;
 mod problem;
 mod server;
-pub mod webhook;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
 //! The domain of AWFDRS as plain data and pure functions: the ingestion
 //! contract (`WorkflowEventV1` and its validation, from bytes to events),
-//! slugs, stable ids, failure signatures, incident states, and the rules
-//! for producer text that reaches a header, a column or a log.
+//! slugs, stable ids, failure signatures, incident states, Standard Webhooks
+//! signatures (the gateway verifies them, the CLI signs), and the rules for
+//! producer text that reaches a header, a column or a log.
 //!
 //! Everything here is deterministic and free of I/O, so that the gateway and
 //! the detector validate an event the same way and every decision can be
@@ -16,6 +17,7 @@ pub mod messages;
 pub mod signature;
 pub mod slug;
 pub mod text;
+pub mod webhook;
 
 pub use body::{
     BatchError, BodyError, ItemResult, ParsedEvent, parse_batch, parse_body, parse_value,
