@@ -21,6 +21,7 @@ use serde_json::Value;
 use tracing::{Instrument, error, info_span, warn};
 use uuid::Uuid;
 
+use crate::openapi::schema;
 use crate::{AppState, Problem, auth};
 
 /// The answer for one accepted (or duplicate) event.
@@ -91,6 +92,24 @@ struct Ready {
     correlation_id: String,
 }
 
+/// Accepts one event: `202` once it is durable in the broker.
+#[utoipa::path(
+    post, path = "/api/v1/events", tag = "ingestion",
+    request_body(content = schema::WorkflowEventV1, content_type = "application/json"),
+    params(("X-Correlation-ID" = Option<String>, Header, description = "The correlation id when the event has none")),
+    responses(
+        (status = 202, description = "Accepted: durable in the broker", body = schema::Accepted),
+        (status = 200, description = "A repeated idempotency key with the same body", body = schema::Accepted),
+        (status = 400, description = "Malformed JSON, or two `Authorization` headers", content_type = "application/problem+json", body = schema::Problem),
+        (status = 401, description = "No key, a bad key, or a bad signature", content_type = "application/problem+json", body = schema::Problem),
+        (status = 413, description = "The body is over the route's limit", content_type = "application/problem+json", body = schema::Problem),
+        (status = 429, description = "The tenant's ingress rate is exceeded (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The broker or the database cannot take it now (with `Retry-After`); nothing is kept", content_type = "application/problem+json", body = schema::Problem),
+        (status = 409, description = "The idempotency key was accepted with another body", content_type = "application/problem+json", body = schema::Problem),
+        (status = 422, description = "Invalid fields, each named in `errors`", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []), ("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = [], "webhook_tenant" = []))
+)]
 pub(crate) async fn single(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -135,6 +154,22 @@ async fn ingest_single(
     }
 }
 
+/// Accepts 1 to 500 events, each with its own result.
+#[utoipa::path(
+    post, path = "/api/v1/events/batch", tag = "ingestion",
+    request_body(content = schema::Batch, content_type = "application/json"),
+    params(("X-Correlation-ID" = Option<String>, Header, description = "The correlation id of events that have none")),
+    responses(
+        (status = 200, description = "One result per event, in order", body = schema::BatchResults),
+        (status = 400, description = "Malformed JSON, or two `Authorization` headers", content_type = "application/problem+json", body = schema::Problem),
+        (status = 401, description = "No key, a bad key, or a bad signature", content_type = "application/problem+json", body = schema::Problem),
+        (status = 413, description = "The body is over the route's limit", content_type = "application/problem+json", body = schema::Problem),
+        (status = 429, description = "The tenant's ingress rate is exceeded (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The broker or the database cannot take it now (with `Retry-After`); nothing is kept", content_type = "application/problem+json", body = schema::Problem),
+        (status = 422, description = "No events, or more than 500 (`events` named)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []), ("webhook_id" = [], "webhook_timestamp" = [], "webhook_signature" = [], "webhook_tenant" = []))
+)]
 pub(crate) async fn batch(
     State(state): State<AppState>,
     headers: HeaderMap,

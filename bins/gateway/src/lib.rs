@@ -13,6 +13,7 @@
 
 mod auth;
 mod ingest;
+mod openapi;
 mod ops;
 mod problem;
 mod server;
@@ -29,13 +30,13 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::{get, post};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use uuid::Uuid;
 
+pub use openapi::document as openapi_document;
 pub use problem::Problem;
 
 /// Shared state of the gateway's handlers.
@@ -85,20 +86,30 @@ impl AppState {
     }
 }
 
-/// The gateway's routes: ingestion, operations and health.
+/// The gateway's own routes, each documented by its handler's
+/// `#[utoipa::path]`, with the document they make.
+fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(ingest::single))
+        .routes(routes!(ingest::batch))
+        .routes(routes!(ops::list_incidents))
+        .routes(routes!(ops::get_incident))
+        .routes(routes!(ops::list_breakers))
+        .routes(routes!(ops::reset_breaker))
+        .routes(routes!(openapi::serve))
+}
+
+/// The gateway's routes: ingestion, operations, health and the API's
+/// OpenAPI document.
 ///
 /// Ingestion handlers read their bodies themselves, after authentication,
 /// with the route's limit; nothing here buffers a body.
 pub fn router(state: AppState) -> axum::Router {
     let ops = awfdrs_runtime::ops_router(state.ctx().clone());
-    axum::Router::new()
-        .route("/api/v1/events", post(ingest::single))
-        .route("/api/v1/events/batch", post(ingest::batch))
-        .route("/api/v1/incidents", get(ops::list_incidents))
-        .route("/api/v1/incidents/{id}", get(ops::get_incident))
-        .route("/api/v1/breakers", get(ops::list_breakers))
-        .route("/api/v1/breakers/{vendor}/reset", post(ops::reset_breaker))
-        .merge(ops)
+    let (api, _) = api().split_for_parts();
+    api.merge(ops)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
@@ -200,6 +211,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/incidents/{id}" => "/api/v1/incidents/{id}",
         "/api/v1/breakers" => "/api/v1/breakers",
         "/api/v1/breakers/{vendor}/reset" => "/api/v1/breakers/{vendor}/reset",
+        "/api/v1/openapi.json" => "/api/v1/openapi.json",
         _ => "other",
     };
     state

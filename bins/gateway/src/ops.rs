@@ -12,21 +12,46 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::openapi::schema;
 use crate::{AppState, Problem, auth};
 
 /// Query of `GET /api/v1/incidents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Only incidents in this status.
+    #[param(value_type = Option<schema::IncidentStatus>)]
     status: Option<String>,
+    /// Only incidents of this workflow.
+    #[param(max_length = 1024)]
     workflow_id: Option<String>,
+    /// Only incidents of this vendor.
+    #[param(max_length = 1024)]
     vendor: Option<String>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(max_length = 1024)]
     cursor: Option<String>,
 }
 
 const STATUSES: [&str; 4] = ["NEW", "ANALYZING", "ACTIONED", "RESOLVED"];
 
+/// The caller's incidents, most recently seen first.
+#[utoipa::path(
+    get, path = "/api/v1/incidents", tag = "operations",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of incidents", body = schema::IncidentPage),
+        (status = 400, description = "An unknown query parameter, a bad value or a bad cursor", content_type = "application/problem+json", body = schema::Problem),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 422, description = "A bad filter, each named in `errors`", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The database cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list_incidents(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -102,6 +127,18 @@ fn text_problem(name: &str, value: &str) -> Option<awfdrs_domain::FieldError> {
     })
 }
 
+/// One incident, with its decisions, actions and timeline.
+#[utoipa::path(
+    get, path = "/api/v1/incidents/{id}", tag = "operations",
+    params(("id" = Uuid, Path, description = "The incident's id")),
+    responses(
+        (status = 200, description = "The incident", body = schema::IncidentDetail),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 404, description = "No such incident for the caller", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The database cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn get_incident(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -165,6 +202,15 @@ fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
 /// Every breaker for an admin; for a tenant's key only the breakers of the
 /// vendors that tenant has sent events for, so a tenant does not learn
 /// which vendors other tenants use.
+#[utoipa::path(
+    get, path = "/api/v1/breakers", tag = "operations",
+    responses(
+        (status = 200, description = "The breakers the caller may see", body = schema::BreakerPage),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The database cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn list_breakers(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
@@ -186,6 +232,18 @@ pub(crate) async fn list_breakers(State(state): State<AppState>, headers: Header
 }
 
 /// Breakers are shared by every tenant, so only an admin key resets one.
+#[utoipa::path(
+    post, path = "/api/v1/breakers/{vendor}/reset", tag = "operations",
+    params(("vendor" = String, Path, description = "The vendor's slug")),
+    responses(
+        (status = 200, description = "The breaker, closed", body = schema::Breaker),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 403, description = "A tenant's key: only an admin key resets a breaker", content_type = "application/problem+json", body = schema::Problem),
+        (status = 422, description = "`vendor` is not a slug", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The breakers' store cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
 pub(crate) async fn reset_breaker(
     State(state): State<AppState>,
     headers: HeaderMap,
