@@ -39,7 +39,10 @@ async fn a_new_key_is_new_and_stays_reserved_after_commit(pool: PgPool) {
 async fn a_key_seen_with_the_same_body_is_a_duplicate_naming_the_first_event(pool: PgPool) {
     let (store, t) = common::store_with_tenant(pool, "acme").await;
     let first = claim("k1", b"a");
-    let (_, r) = store.reserve_keys(t.id, &[first.clone()]).await.unwrap();
+    let (_, r) = store
+        .reserve_keys(t.id, std::slice::from_ref(&first))
+        .await
+        .unwrap();
     r.commit(&[]).await.unwrap();
     let (answers, r) = store
         .reserve_keys(t.id, &[claim("k1", b"a")])
@@ -59,7 +62,10 @@ async fn a_key_seen_with_the_same_body_is_a_duplicate_naming_the_first_event(poo
 async fn a_key_seen_with_another_body_is_a_conflict(pool: PgPool) {
     let (store, t) = common::store_with_tenant(pool, "acme").await;
     let first = claim("k1", b"a");
-    let (_, r) = store.reserve_keys(t.id, &[first.clone()]).await.unwrap();
+    let (_, r) = store
+        .reserve_keys(t.id, std::slice::from_ref(&first))
+        .await
+        .unwrap();
     r.commit(&[]).await.unwrap();
     let (answers, r) = store
         .reserve_keys(t.id, &[claim("k1", b"b"), claim("k2", b"c")])
@@ -129,7 +135,10 @@ async fn a_rolled_back_reservation_leaves_no_key(pool: PgPool) {
 async fn a_concurrent_reservation_of_the_same_key_waits_and_then_sees_it(pool: PgPool) {
     let (store, t) = common::store_with_tenant(pool, "acme").await;
     let first = claim("k1", b"a");
-    let (_, held) = store.reserve_keys(t.id, &[first.clone()]).await.unwrap();
+    let (_, held) = store
+        .reserve_keys(t.id, std::slice::from_ref(&first))
+        .await
+        .unwrap();
     let second = tokio::spawn({
         let store = store.clone();
         async move { store.reserve_keys(t.id, &[claim("k1", b"a")]).await }
