@@ -112,6 +112,41 @@ struct SignatureGroup {
     open_after: Option<(i64, f64)>,
 }
 
+/// An incident row a statement touched: its id and (tenant, signature).
+#[derive(sqlx::FromRow)]
+struct IncidentKeyRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    signature: String,
+}
+
+/// An event already stored under a key of the batch.
+#[derive(sqlx::FromRow)]
+struct StoredEventRow {
+    id: Uuid,
+    body_hash: Vec<u8>,
+}
+
+/// An incident whose success streak the batch advanced, with its status
+/// before and after.
+#[derive(sqlx::FromRow)]
+struct StreakRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    status: String,
+    before: String,
+}
+
+/// A gated signature's failures inside its `open_after` window.
+#[derive(sqlx::FromRow)]
+struct GateRow {
+    tenant_id: Uuid,
+    signature: String,
+    open: bool,
+    recent: i64,
+    first: Option<DateTime<Utc>>,
+}
+
 const INSERT_EVENTS: &str = "
 INSERT INTO events (id, tenant_id, idempotency_key, workflow_id, event_type, occurred_at,
     workflow_run_id, step, vendor, error_code, error_message, http_status, retryable, attempt,
@@ -339,12 +374,13 @@ impl Store {
         }
         if !seen_ids.is_empty() {
             let ids: Vec<Uuid> = seen_ids.iter().map(|s| s.1).collect();
-            let stored: Vec<(Uuid, Vec<u8>)> =
+            let stored: Vec<StoredEventRow> =
                 sqlx::query_as("SELECT id, body_hash FROM events WHERE id = ANY($1)")
                     .bind(&ids)
                     .fetch_all(&mut *tx)
                     .await?;
-            let stored: BTreeMap<Uuid, Vec<u8>> = stored.into_iter().collect();
+            let stored: BTreeMap<Uuid, Vec<u8>> =
+                stored.into_iter().map(|r| (r.id, r.body_hash)).collect();
             for (idx, id, hash) in seen_ids {
                 if stored.get(&id).is_some_and(|h| *h != hash) {
                     out.conflicts.push(idx);
@@ -363,7 +399,7 @@ impl Store {
                 .iter()
                 .map(|g| (g.tenant_id, g.signature.clone()))
                 .unzip();
-            let reopened: Vec<(Uuid, Uuid, String)> = sqlx::query_as(REOPEN)
+            let reopened: Vec<IncidentKeyRow> = sqlx::query_as(REOPEN)
                 .bind(&tenants)
                 .bind(&sigs)
                 .bind(settings.reopen_window_secs as f64)
@@ -371,11 +407,11 @@ impl Store {
                 .await?;
             let reopened: BTreeMap<(Uuid, String), Uuid> = reopened
                 .into_iter()
-                .map(|(id, t, s)| ((t, s), id))
+                .map(|r| ((r.tenant_id, r.signature), r.id))
                 .collect();
 
             let fresh_ids: Vec<Uuid> = groups.iter().map(|_| Uuid::now_v7()).collect();
-            let rows: Vec<(Uuid, Uuid, String)> = sqlx::query_as(UPSERT_INCIDENTS)
+            let rows: Vec<IncidentKeyRow> = sqlx::query_as(UPSERT_INCIDENTS)
                 .bind(&fresh_ids)
                 .bind(&tenants)
                 .bind(&sigs)
@@ -403,7 +439,12 @@ impl Store {
                 .iter()
                 .map(|g| ((g.tenant_id, g.signature.clone()), g))
                 .collect();
-            for (id, tenant_id, signature) in rows {
+            for IncidentKeyRow {
+                id,
+                tenant_id,
+                signature,
+            } in rows
+            {
                 let key = (tenant_id, signature);
                 let was_reopened = reopened.get(&key) == Some(&id);
                 if !fresh.contains(&id) && !was_reopened {
@@ -433,7 +474,7 @@ impl Store {
             .collect();
         let mut resolved_rows: Vec<(Uuid, Uuid, String)> = Vec::new();
         if !successes.is_empty() {
-            let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(COUNT_SUCCESSES)
+            let rows: Vec<StreakRow> = sqlx::query_as(COUNT_SUCCESSES)
                 .bind(successes.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
                 .bind(
                     successes
@@ -446,9 +487,9 @@ impl Store {
                 .bind(i32::try_from(settings.auto_resolve_successes).unwrap_or(i32::MAX))
                 .fetch_all(&mut *tx)
                 .await?;
-            for (id, tenant, status, before) in rows {
-                if status == "RESOLVED" && before != "RESOLVED" {
-                    resolved_rows.push((id, tenant, before));
+            for r in rows {
+                if r.status == "RESOLVED" && r.before != "RESOLVED" {
+                    resolved_rows.push((r.id, r.tenant_id, r.before));
                 }
             }
         }
@@ -512,7 +553,7 @@ async fn apply_open_after(
         )
         .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<(Uuid, String, bool, i64, FirstSeen)> = sqlx::query_as(HELD_BACK)
+    let rows: Vec<GateRow> = sqlx::query_as(HELD_BACK)
         .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
         .bind(
             gated
@@ -526,7 +567,7 @@ async fn apply_open_after(
         .await?;
     let state: BTreeMap<(Uuid, String), (bool, i64, FirstSeen)> = rows
         .into_iter()
-        .map(|(t, s, open, recent, first)| ((t, s), (open, recent, first)))
+        .map(|r| ((r.tenant_id, r.signature), (r.open, r.recent, r.first)))
         .collect();
     groups.retain_mut(|g| {
         let Some((needed, _)) = g.open_after else {
