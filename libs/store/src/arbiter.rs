@@ -61,6 +61,22 @@ WHERE k.tenant_id = u.tenant_id AND k.idempotency_key = u.idempotency_key";
 
 type Key = (Uuid, String);
 
+/// A key this transaction took.
+#[derive(sqlx::FromRow)]
+struct TakenRow {
+    tenant_id: Uuid,
+    idempotency_key: String,
+}
+
+/// A key's row as another transaction left it.
+#[derive(sqlx::FromRow)]
+struct HeldRow {
+    tenant_id: Uuid,
+    idempotency_key: String,
+    body_hash: Vec<u8>,
+    reservation: Option<Uuid>,
+}
+
 /// What a key's row holds: the body's hash and the gateway's reservation.
 type Holding = (Vec<u8>, Option<Uuid>);
 
@@ -81,7 +97,7 @@ pub(crate) async fn settle(
                 i
             });
     }
-    let taken: Vec<Key> = sqlx::query_as(TAKE)
+    let taken: Vec<TakenRow> = sqlx::query_as(TAKE)
         .bind(claims.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
         .bind(
             claims
@@ -105,7 +121,10 @@ pub(crate) async fn settle(
         .bind(claims.iter().map(|e| e.reservation).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-    let taken: std::collections::HashSet<Key> = taken.into_iter().collect();
+    let taken: std::collections::HashSet<Key> = taken
+        .into_iter()
+        .map(|r| (r.tenant_id, r.idempotency_key))
+        .collect();
 
     let others: Vec<&&KeyUse<'_>> = claims
         .iter()
@@ -115,7 +134,7 @@ pub(crate) async fn settle(
     if !others.is_empty() {
         // The INSERT waited for whoever held these keys; this statement's
         // snapshot sees what they committed.
-        let rows: Vec<(Uuid, String, Vec<u8>, Option<Uuid>)> = sqlx::query_as(HELD)
+        let rows: Vec<HeldRow> = sqlx::query_as(HELD)
             .bind(others.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
             .bind(
                 others
@@ -125,7 +144,12 @@ pub(crate) async fn settle(
             )
             .fetch_all(&mut *tx)
             .await?;
-        held.extend(rows.into_iter().map(|(t, k, h, r)| ((t, k), (h, r))));
+        held.extend(rows.into_iter().map(|r| {
+            (
+                (r.tenant_id, r.idempotency_key),
+                (r.body_hash, r.reservation),
+            )
+        }));
     }
 
     // Who holds each key now: the row found, or the first claim that took

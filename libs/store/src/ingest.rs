@@ -44,6 +44,15 @@ pub enum Claimed {
     Conflict { event_id: Uuid },
 }
 
+/// A key's row as a reservation finds it taken.
+#[derive(sqlx::FromRow)]
+struct TakenKey {
+    idempotency_key: String,
+    event_id: Uuid,
+    body_hash: Vec<u8>,
+    correlation_id: String,
+}
+
 /// Open reservations of new keys.
 #[derive(Debug)]
 pub struct Reservation {
@@ -133,7 +142,7 @@ impl Store {
         if !taken.is_empty() {
             // The INSERT waited for any transaction holding these keys, so
             // this statement's snapshot sees what that one committed.
-            let rows: Vec<(String, Uuid, Vec<u8>, String)> = sqlx::query_as(
+            let rows: Vec<TakenKey> = sqlx::query_as(
                 "SELECT idempotency_key, event_id, body_hash, correlation_id FROM ingest_keys
                  WHERE tenant_id = $1 AND idempotency_key = ANY($2)",
             )
@@ -141,7 +150,12 @@ impl Store {
             .bind(&taken)
             .fetch_all(&mut *tx)
             .await?;
-            seen.extend(rows.into_iter().map(|(k, e, h, c)| (k, (e, h, c))));
+            seen.extend(rows.into_iter().map(|r| {
+                (
+                    r.idempotency_key,
+                    (r.event_id, r.body_hash, r.correlation_id),
+                )
+            }));
         }
 
         let answers = claims

@@ -5,6 +5,7 @@
 //! written to the outbox as rows, and the caller's relay publishes them.
 
 mod arbiter;
+#[cfg(feature = "bench")]
 mod bench;
 mod dead_letters;
 mod detect;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+#[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident};

@@ -80,7 +80,7 @@ impl NewRetryAttempt {
 
 /// Retries already made in each scope; a scope that is absent (no run id,
 /// no vendor) counts 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RetryAttemptCounts {
     /// In this workflow run (of this tenant).
     pub run: i64,
@@ -271,7 +271,7 @@ async fn count_attempts<'e, E>(
 where
     E: sqlx::PgExecutor<'e>,
 {
-    let (run, incident, vendor_last_hour): (i64, i64, i64) = sqlx::query_as(COUNT_ATTEMPTS)
+    Ok(sqlx::query_as(COUNT_ATTEMPTS)
         .bind(scope.tenant_id)
         .bind(scope.workflow_run_id.as_deref())
         .bind(scope.incident_id)
@@ -279,10 +279,5 @@ where
         .bind(now - chrono::Duration::hours(1))
         .bind(now)
         .fetch_one(executor)
-        .await?;
-    Ok(RetryAttemptCounts {
-        run,
-        incident,
-        vendor_last_hour,
-    })
+        .await?)
 }

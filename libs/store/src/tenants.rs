@@ -12,6 +12,14 @@ pub struct Tenant {
     pub slug: String,
 }
 
+/// A tenant's row with its webhook signing secret.
+#[derive(sqlx::FromRow)]
+struct SecretRow {
+    id: Uuid,
+    slug: String,
+    webhook_secret: Option<String>,
+}
+
 fn key_hash(api_key: &str) -> Vec<u8> {
     Sha256::digest(api_key.as_bytes()).to_vec()
 }
@@ -93,12 +101,22 @@ impl Store {
         &self,
         slug: &str,
     ) -> Result<Option<(Tenant, String)>, StoreError> {
-        let row: Option<(Uuid, String, Option<String>)> =
+        let row: Option<SecretRow> =
             sqlx::query_as("SELECT id, slug, webhook_secret FROM tenants WHERE slug = $1")
                 .bind(slug)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.and_then(|(id, slug, secret)| secret.map(|s| (Tenant { id, slug }, s))))
+        Ok(row.and_then(|r| {
+            r.webhook_secret.map(|s| {
+                (
+                    Tenant {
+                        id: r.id,
+                        slug: r.slug,
+                    },
+                    s,
+                )
+            })
+        }))
     }
 
     /// Creates an admin key (stored only as its hash).

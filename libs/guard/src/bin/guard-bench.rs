@@ -4,7 +4,7 @@
 //! spread over many keys, plus the breaker merge and GCRA check built on
 //! them. Uses its own namespace and database, and deletes both at the end.
 //!
-//! `cargo run --release -p awfdrs-guard --bin guard-bench`
+//! `cargo run --release -p awfdrs-guard --features bench --bin guard-bench`
 
 use std::hint::black_box;
 use std::path::PathBuf;
