@@ -37,8 +37,6 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
 }
 
-const STATUSES: [&str; 4] = ["NEW", "ANALYZING", "ACTIONED", "RESOLVED"];
-
 /// The caller's incidents, most recently seen first.
 #[utoipa::path(
     get, path = "/api/v1/incidents", tag = "operations",
@@ -74,11 +72,11 @@ pub(crate) async fn list_incidents(
             return Err(Problem::invalid(bad));
         }
         if let Some(s) = &q.status
-            && !STATUSES.contains(&s.as_str())
+            && let Err(reason) = s.parse::<awfdrs_domain::IncidentStatus>()
         {
             return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
                 field: "status".into(),
-                reason: format!("must be one of {}", STATUSES.join(", ")),
+                reason,
             }]));
         }
         let limit = q.limit.unwrap_or(50);
