@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use awfdrs_bus::Namespace;
 use awfdrs_config::{Config, Env};
-use awfdrs_runtime::Context;
+use awfdrs_runtime::{Context, Harness};
 use awfdrs_store::{Store, Tenant};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
@@ -60,7 +60,7 @@ impl World {
         env.insert("AWFDRS__DATABASE__MAX_CONNECTIONS".into(), "8".into());
         env.insert("AWFDRS__CONSUMER__NAK_BASE_MS".into(), "50".into());
         env.insert("AWFDRS__CONSUMER__NAK_MAX_MS".into(), "500".into());
-        env.insert("AWFDRS__DETECTOR__OUTBOX_SWEEP_MS".into(), "100".into());
+        env.insert("AWFDRS__OUTBOX__SWEEP_MS".into(), "100".into());
         env.insert(
             "AWFDRS__RULES__DIR".into(),
             concat!(env!("CARGO_MANIFEST_DIR"), "/../config/rules").into(),
@@ -104,19 +104,22 @@ impl System {
         let ctx = world.context(extra).await;
         let shutdown = CancellationToken::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let mut tasks = vec![tokio::spawn(awfdrs_gateway::serve(
-            listener,
-            ctx.clone(),
-            shutdown.clone(),
-        ))];
-        for i in 0..detectors {
-            let dctx = if i == 0 {
-                ctx.clone()
-            } else {
-                world.context(extra).await
-            };
-            tasks.push(tokio::spawn(awfdrs_detector::run(dctx, shutdown.clone())));
+        // The first process runs the gateway and a detector; each further
+        // detector is a process of its own, with its own connections.
+        let first = Harness::start(ctx.clone(), shutdown.clone()).expect("harness");
+        let addr = awfdrs_gateway::start_on(&first, listener).expect("gateway");
+        let base = format!("http://{addr}");
+        let mut processes = vec![first];
+        for _ in 1..detectors {
+            let more = Harness::start(world.context(extra).await, shutdown.clone());
+            processes.push(more.expect("harness"));
+        }
+        let mut tasks = Vec::new();
+        for process in processes {
+            if detectors > 0 {
+                awfdrs_detector::start(&process).await.expect("detector");
+            }
+            tasks.push(tokio::spawn(process.run()));
         }
         Self {
             world,
@@ -215,12 +218,23 @@ impl System {
     }
 }
 
+/// Runs a detector over `ctx` as its own process would: in a harness of
+/// its own, until `shutdown`. The handle ends with the harness's result.
+pub async fn run_detector(
+    ctx: Context,
+    shutdown: CancellationToken,
+) -> JoinHandle<anyhow::Result<()>> {
+    let harness = Harness::start(ctx, shutdown).expect("harness");
+    awfdrs_detector::start(&harness).await.expect("detector");
+    tokio::spawn(harness.run())
+}
+
 /// Deletes a world's streams and database.
 pub async fn cleanup(ctx: &Context, world: &World) {
     let _ = ctx.bus.delete_streams().await;
     for bucket in [
-        awfdrs_guard::names::BREAKERS_BUCKET,
-        awfdrs_guard::names::RATELIMITS_BUCKET,
+        awfdrs_bus::names::BREAKERS_BUCKET,
+        awfdrs_bus::names::RATELIMITS_BUCKET,
     ] {
         let _ = ctx.bus.delete_bucket(bucket).await;
     }

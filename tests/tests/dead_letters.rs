@@ -12,6 +12,7 @@ use std::time::Duration;
 use awfdrs_bus::consumer::{self, ConsumerSpec};
 use awfdrs_bus::topology::ConsumerSettings;
 use awfdrs_bus::{Delivery, Handler, Outcome, Outgoing, Stage, headers};
+use awfdrs_telemetry::TaskState;
 use awfdrs_tests::{
     System, World, awfdrs_bin, cleanup, dead_letter_row, eventually, failure, success,
 };
@@ -339,6 +340,7 @@ fn spawn_loop(
         handler,
         ctx.dead_letter_sink(),
         ctx.metrics.clone(),
+        ctx.health.task("test.consumer"),
         stop.clone(),
     ))
 }
@@ -586,7 +588,7 @@ async fn a_postgres_outage_longer_than_every_delivery_dead_letters_nothing() {
         ])
         .await;
     let shutdown = CancellationToken::new();
-    let detector = tokio::spawn(awfdrs_detector::run(ctx.clone(), shutdown.clone()));
+    let detector = awfdrs_tests::run_detector(ctx.clone(), shutdown.clone()).await;
     let publish_event = |key: String| {
         let bus = ctx.bus.clone();
         async move {
@@ -616,6 +618,14 @@ async fn a_postgres_outage_longer_than_every_delivery_dead_letters_nothing() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(count(&pool, "SELECT count(*) FROM dead_letters").await, 0);
     assert_eq!(count(&pool, "SELECT count(*) FROM events").await, 1);
+    // The loop says why it does not work, for /ready.
+    match &ctx.health.snapshot()["detector.consumer.0"] {
+        TaskState::Degraded(reason) => assert!(
+            reason.contains("a dependency is down; holding"),
+            "the reason names the hold: {reason}"
+        ),
+        other => panic!("the consumer loop is degraded while holding, not {other:?}"),
+    }
 
     proxy.up().await;
     eventually(WAIT, "every event stored after the outage", || async {
@@ -624,6 +634,10 @@ async fn a_postgres_outage_longer_than_every_delivery_dead_letters_nothing() {
     .await;
     assert_eq!(count(&pool, "SELECT count(*) FROM dead_letters").await, 0);
     assert!(!detector.is_finished(), "the detector lives on");
+    eventually(WAIT, "the consumer loop healthy again", || async {
+        (ctx.health.snapshot()["detector.consumer.0"] == TaskState::Ok).then_some(())
+    })
+    .await;
     shutdown.cancel();
     detector.await.unwrap().unwrap();
     ctx.store.pool().close().await;

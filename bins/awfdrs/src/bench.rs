@@ -34,12 +34,11 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use awfdrs_bus::{Bus, ConsumerSpec, Namespace, Stage};
 use awfdrs_config::Config;
-use awfdrs_runtime::Context;
+use awfdrs_runtime::{Context, Harness};
 use awfdrs_store::{BenchDatabase, BenchTally, Store};
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use load::{EventGen, Post, Sent};
@@ -422,6 +421,7 @@ impl Bench {
             handler,
             ctx.dead_letter_sink(),
             ctx.metrics.clone(),
+            ctx.health.task("bench.ceiling"),
             shutdown.clone(),
         ));
         let producer = self.producer(mode).await?;
@@ -472,18 +472,14 @@ impl Bench {
         let tenant = ctx.store.create_tenant(&slug, &api_key).await?;
 
         let shutdown = CancellationToken::new();
-        let mut workers = JoinSet::new();
-        workers.spawn(awfdrs_detector::run(ctx.clone(), shutdown.clone()));
+        let harness = Harness::start(ctx.clone(), shutdown.clone())?;
+        awfdrs_detector::start(&harness).await?;
         let mut base = String::new();
         if matches!(mode, Mode::Http | Mode::HttpBatch) {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            base = format!("http://{}", listener.local_addr()?);
-            workers.spawn(awfdrs_gateway::serve(
-                listener,
-                ctx.clone(),
-                shutdown.clone(),
-            ));
+            base = format!("http://{}", awfdrs_gateway::start_on(&harness, listener)?);
         }
+        let workers = tokio::spawn(harness.run());
         // Its own connection, so the probe never waits for the detector's pool.
         let probe_store = Store::connect(self.db.url(), 1, Duration::from_secs(5)).await?;
         let probe = Probe::start(
@@ -522,13 +518,7 @@ impl Bench {
         let tally = probe_store.bench_tally(tenant.id).await?;
 
         shutdown.cancel();
-        while let Ok(Some(joined)) =
-            tokio::time::timeout(Duration::from_secs(20), workers.join_next()).await
-        {
-            if let Ok(Err(e)) = joined {
-                eprintln!("bench: a worker failed: {e:#}");
-            }
-        }
+        stop_workers(workers).await;
         let consumer = BatchStats::from_metrics(&ctx.metrics.render());
         probe_store.pool().close().await;
         ctx.store.pool().close().await;
@@ -556,15 +546,11 @@ impl Bench {
             .create_tenant("bench-slowclients", &api_key)
             .await?;
         let shutdown = CancellationToken::new();
-        let mut workers = JoinSet::new();
-        workers.spawn(awfdrs_detector::run(ctx.clone(), shutdown.clone()));
+        let harness = Harness::start(ctx.clone(), shutdown.clone())?;
+        awfdrs_detector::start(&harness).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        workers.spawn(awfdrs_gateway::serve(
-            listener,
-            ctx.clone(),
-            shutdown.clone(),
-        ));
+        let addr = awfdrs_gateway::start_on(&harness, listener)?;
+        let workers = tokio::spawn(harness.run());
         let a = &self.args;
         let shape = slow::Shape {
             slowloris: a.slowloris,
@@ -575,13 +561,7 @@ impl Bench {
         };
         let figures = slow::run(addr, &api_key, shape).await;
         shutdown.cancel();
-        while let Ok(Some(joined)) =
-            tokio::time::timeout(Duration::from_secs(20), workers.join_next()).await
-        {
-            if let Ok(Err(e)) = joined {
-                eprintln!("bench: a worker failed: {e:#}");
-            }
-        }
+        stop_workers(workers).await;
         ctx.store.pool().close().await;
         report::slow_clients(&self.label(mode), &self.config.http, &figures?);
         Ok(())
@@ -636,5 +616,15 @@ async fn wait_drained(bus: &Bus, expected: u64, within: Duration) -> anyhow::Res
             );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the workers' harness to drain, saying when it failed.
+async fn stop_workers(workers: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    match tokio::time::timeout(Duration::from_secs(30), workers).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => eprintln!("bench: a worker failed: {e:#}"),
+        Ok(Err(e)) => eprintln!("bench: the workers panicked: {e}"),
+        Err(_) => eprintln!("bench: the workers did not stop within 30 s"),
     }
 }

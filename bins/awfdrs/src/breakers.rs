@@ -28,14 +28,7 @@ pub enum BreakersCommand {
 pub async fn run(config: Config, command: BreakersCommand) -> anyhow::Result<()> {
     let ctx = awfdrs_runtime::Context::connect(config).await?;
     ctx.prepare().await?;
-    let breakers = awfdrs_guard::Breakers::open(
-        &ctx.bus,
-        ctx.store.clone(),
-        ctx.rules.clone(),
-        ctx.metrics.clone(),
-        awfdrs_guard::BreakerOptions::new(format!("cli-{}", std::process::id())),
-    )
-    .await?;
+    let breakers = &ctx.breakers;
     let actor = format!(
         "operator:{}",
         std::env::var("USER").unwrap_or_else(|_| "cli".to_owned())

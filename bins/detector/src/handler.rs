@@ -4,22 +4,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use awfdrs_bus::{Delivery, Handler, Namespace, Outcome};
-use awfdrs_domain::{
-    IncidentOpenedV1, Signature, ValidEvent, event_id, normalize_code, parse_body,
-};
+use awfdrs_bus::{Delivery, Handler, Outcome};
+use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_body};
 use awfdrs_guard::BreakerFeed;
-use awfdrs_runtime::Context;
-use awfdrs_store::{
-    DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident, StoreError,
-};
+use awfdrs_runtime::{Context, Relay};
+use awfdrs_store::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, StoreError};
 use awfdrs_telemetry::{RejectLabels, SourceLabels};
 use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::relay;
+use crate::announce;
 
 /// How long a tenant's id stays cached. Tenants are never renamed or
 /// deleted, so this only bounds the memory of slugs seen.
@@ -30,6 +26,7 @@ const TENANT_CACHE_CAPACITY: usize = 10_000;
 pub struct DetectorHandler {
     ctx: Context,
     feed: BreakerFeed,
+    relay: Relay,
     tenants: quick_cache::sync::Cache<String, Uuid>,
 }
 
@@ -42,11 +39,13 @@ enum Prepared {
 }
 
 impl DetectorHandler {
-    /// A handler over `ctx`'s store and bus.
-    pub fn new(ctx: Context, feed: BreakerFeed) -> Self {
+    /// A handler over `ctx`'s store and bus, feeding the breakers through
+    /// `feed` and publishing what it commits through `relay`.
+    pub fn new(ctx: Context, feed: BreakerFeed, relay: Relay) -> Self {
         Self {
             ctx,
             feed,
+            relay,
             tenants: quick_cache::sync::Cache::new(TENANT_CACHE_CAPACITY),
         }
     }
@@ -152,19 +151,33 @@ impl DetectorHandler {
         }))
     }
 
+    /// One transaction: persist the batch, apply the incident rules, and
+    /// announce the incidents it opened through the outbox; then the relay
+    /// publishes what the commit wrote. Transient failures are retried.
     async fn commit(
         &self,
         batch: &DetectBatch,
         slugs: &HashMap<Uuid, String>,
     ) -> Result<DetectOutcome, StoreError> {
-        let ns = self.ctx.bus.ns().clone();
         let c = &self.ctx.config.detector;
         let settings = DetectSettings {
             reopen_window_secs: c.reopen_window_secs,
             auto_resolve_successes: c.auto_resolve_successes,
         };
-        let outbox_for = move |o: &OpenedIncident| opened_message(&ns, slugs, o);
-        (|| self.ctx.store.detect_batch(batch, settings, &outbox_for))
+        let once = || async {
+            let mut work = self.ctx.store.begin_work().await?;
+            let done = work.detect(batch, settings).await?;
+            let ns = self.ctx.bus.ns();
+            work.outbox(
+                done.opened
+                    .iter()
+                    .map(|o| announce::opened(ns, slugs, o))
+                    .collect(),
+            )
+            .await?;
+            Ok::<_, StoreError>((done, work.commit().await?))
+        };
+        let (done, committed) = once
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(20))
@@ -174,29 +187,9 @@ impl DetectorHandler {
             )
             .when(StoreError::is_transient)
             .notify(|e, after| warn!(error = %e, ?after, "batch transaction failed; retrying"))
-            .await
-    }
-}
-
-fn opened_message(ns: &Namespace, slugs: &HashMap<Uuid, String>, o: &OpenedIncident) -> NewOutbox {
-    let message = IncidentOpenedV1 {
-        incident_id: o.id,
-        tenant_id: o.tenant_id,
-        tenant: slugs.get(&o.tenant_id).cloned().unwrap_or_default(),
-        signature: o.signature.clone(),
-        workflow_id: o.workflow_id.clone(),
-        error_code: o.error_code.clone(),
-        vendor: o.vendor.clone(),
-        step: o.step.clone(),
-        reopened: o.reopened,
-        correlation_id: o.correlation_id.clone(),
-    };
-    NewOutbox {
-        tenant_id: o.tenant_id,
-        subject: ns.incident_opened(&message.tenant),
-        msg_id: Namespace::incident_opened_msg_id(&format!("{}:{}", o.id, message.kind())),
-        payload: serde_json::to_value(&message).unwrap_or_default(),
-        correlation_id: Some(o.correlation_id.clone()),
+            .await?;
+        self.relay.publish(committed).await;
+        Ok(done)
     }
 }
 
@@ -401,11 +394,5 @@ impl DetectorHandler {
         metrics
             .incidents_resolved
             .inc_by(done.resolved.len() as u64);
-        if !done.outbox_ids.is_empty() {
-            match self.ctx.store.outbox_rows(&done.outbox_ids).await {
-                Ok(rows) => relay::publish(&self.ctx, rows).await,
-                Err(e) => warn!(error = %e, "outbox read failed; the sweeper will publish"),
-            }
-        }
     }
 }

@@ -8,25 +8,26 @@
 //! Any number of detectors may run: the database's unique indexes, not this
 //! process's memory, keep events unique and incidents one per signature.
 
+mod announce;
 mod handler;
-mod relay;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use awfdrs_bus::{ConsumerSpec, Stage};
-use awfdrs_guard::{BreakerFeed, BreakerOptions, Breakers, FeedSettings};
-use awfdrs_runtime::Context;
-use tokio_util::sync::CancellationToken;
-use tracing::info;
+use awfdrs_guard::{BreakerFeed, FeedSettings};
+use awfdrs_runtime::Harness;
 
 pub use handler::DetectorHandler;
 
-/// Runs the detector until `shutdown`, then finishes the batch in hand.
+/// Starts the detector's tasks in `harness`: `detector.consumers` consumer
+/// loops (work) and the breaker feed (background, so it merges what the
+/// last batch observed), publishing through the harness's outbox relay.
 ///
 /// # Errors
-/// When the consumer cannot be declared or reached.
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// When the consumer cannot be declared.
+pub async fn start(harness: &Harness) -> anyhow::Result<()> {
+    let ctx = harness.ctx();
     let settings = ctx.consumer_settings();
     ctx.bus.declare_consumer(Stage::Detector, &settings).await?;
     let c = &ctx.config;
@@ -38,57 +39,28 @@ pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()
         nak_base: Duration::from_millis(c.consumer.nak_base_ms),
         nak_max: Duration::from_millis(c.consumer.nak_max_ms),
     };
-    // The relay and the breaker feed stop after the consumer (the feed
-    // merges what it still holds), without stopping anything else.
-    let after = shutdown.child_token();
-    let relay = tokio::spawn(relay::sweep(ctx.clone(), after.clone()));
-    let breakers = Breakers::open(
-        &ctx.bus,
-        ctx.store.clone(),
-        ctx.rules.clone(),
-        ctx.metrics.clone(),
-        BreakerOptions::new(format!("detector-{}", std::process::id())),
-    )
-    .await?;
-    let watch = breakers.spawn(after.clone());
-    let feed = BreakerFeed::new(breakers, FeedSettings::default());
-    let merge = feed.spawn(after.clone());
-    let handler = Arc::new(DetectorHandler::new(ctx.clone(), feed));
+    let feed = BreakerFeed::new(ctx.breakers.clone(), FeedSettings::default());
+    let merge = feed.clone();
+    harness.spawn_background("detector.breaker_feed", |stop| async move {
+        merge.spawn(stop).await.map_err(anyhow::Error::from)
+    });
+    let handler = Arc::new(DetectorHandler::new(ctx.clone(), feed, harness.relay()));
     let dead_letters = ctx.dead_letter_sink();
-    let mut loops = tokio::task::JoinSet::new();
-    let loops_stop = shutdown.child_token();
-    for _ in 0..c.detector.consumers {
-        loops.spawn(awfdrs_bus::consumer::run(
+    for i in 0..c.detector.consumers {
+        let name = format!("detector.consumer.{i}");
+        let health = ctx.health.task(&name);
+        let (bus, spec, handler, sink, metrics) = (
             ctx.bus.clone(),
             spec.clone(),
             handler.clone(),
             dead_letters.clone(),
             ctx.metrics.clone(),
-            loops_stop.clone(),
-        ));
-    }
-    let mut result = Ok(());
-    while let Some(joined) = loops.join_next().await {
-        let joined = joined.map_err(anyhow::Error::from).and_then(|r| Ok(r?));
-        // A loop ends by itself only when told to: anything else is a
-        // failure the process must not hide.
-        let joined = joined.and_then(|()| {
-            if loops_stop.is_cancelled() {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!(
-                    "a consumer loop stopped without being asked to"
-                ))
-            }
+        );
+        harness.spawn(name, |stop| async move {
+            awfdrs_bus::consumer::run(bus, spec, handler, sink, metrics, health, stop)
+                .await
+                .map_err(anyhow::Error::from)
         });
-        if let Err(e) = joined {
-            // One loop failing stops the others; the caller decides.
-            loops_stop.cancel();
-            result = result.and(Err(e));
-        }
     }
-    after.cancel();
-    let _ = tokio::join!(relay, merge, watch);
-    info!("detector stopped");
-    result
+    Ok(())
 }

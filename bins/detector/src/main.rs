@@ -18,13 +18,8 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = awfdrs_config::Config::from_process_env(cli.config.as_deref(), &[])?;
     awfdrs_telemetry::init_logging(config.telemetry.log_format);
-    let ctx = awfdrs_runtime::Context::connect(config).await?;
-    let shutdown = awfdrs_runtime::shutdown_token();
-    let ops = ctx.config.telemetry.metrics_socket_addr();
-    tokio::spawn(awfdrs_runtime::serve_ops(
-        ops,
-        ctx.clone(),
-        shutdown.clone(),
-    ));
-    awfdrs_detector::run(ctx, shutdown).await
+    let harness = awfdrs_runtime::Harness::boot(config).await?;
+    harness.serve_ops().await?;
+    awfdrs_detector::start(&harness).await?;
+    harness.run().await
 }

@@ -23,8 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use awfdrs_guard::{BreakerOptions, Breakers};
-use awfdrs_runtime::Context;
+use awfdrs_runtime::{Context, Harness};
 use awfdrs_telemetry::HttpLabels;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
@@ -32,7 +31,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use uuid::Uuid;
 
@@ -48,7 +46,6 @@ pub struct AppState {
 #[derive(Debug)]
 struct Inner {
     ctx: Context,
-    breakers: Breakers,
     limiter: DefaultKeyedRateLimiter<Uuid>,
     keys: auth::KeyCache,
     /// Slots for reading the body of a request not yet authenticated.
@@ -58,8 +55,8 @@ struct Inner {
 }
 
 impl AppState {
-    /// The gateway's state over `ctx`, with the shared breakers' view.
-    pub fn new(ctx: Context, breakers: Breakers) -> Self {
+    /// The gateway's state over `ctx`.
+    pub fn new(ctx: Context) -> Self {
         let ingress = &ctx.config.ingress;
         let rate = NonZeroU32::new(ingress.per_tenant_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(ingress.burst).unwrap_or(NonZeroU32::MIN);
@@ -75,7 +72,6 @@ impl AppState {
                         .div_ceil(auth::BUDGET_UNIT)
                         .min(Semaphore::MAX_PERMITS),
                 )),
-                breakers,
                 ctx,
             }),
         }
@@ -237,41 +233,38 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
-/// Serves the gateway until `shutdown`, then lets in-flight requests finish.
+/// Starts the gateway in `harness` on `http.addr`; returns the address it
+/// listens on.
 ///
 /// # Errors
 /// When the address cannot be bound.
-pub async fn run(ctx: Context, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let addr = ctx.config.http.socket_addr();
+pub async fn start(harness: &Harness) -> anyhow::Result<std::net::SocketAddr> {
+    let addr = harness.ctx().config.http.socket_addr();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    serve(listener, ctx, shutdown).await
+    start_on(harness, listener)
 }
 
-/// Serves on an already bound listener (tests bind port 0).
+/// Starts the gateway in `harness` on an already bound listener (tests bind
+/// port 0): the HTTP server is work named `gateway.http`, which lets
+/// in-flight requests finish on shutdown.
 ///
 /// # Errors
-/// When serving fails.
-pub async fn serve(
+/// When the listener has no local address.
+pub fn start_on(
+    harness: &Harness,
     listener: tokio::net::TcpListener,
-    ctx: Context,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    info!(addr = %listener.local_addr()?, "gateway listening");
-    let breakers = Breakers::open(
-        &ctx.bus,
-        ctx.store.clone(),
-        ctx.rules.clone(),
-        ctx.metrics.clone(),
-        BreakerOptions::new(format!("gateway-{}", std::process::id())),
-    )
-    .await?;
-    let watch = breakers.spawn(shutdown.clone());
+) -> anyhow::Result<std::net::SocketAddr> {
+    let addr = listener.local_addr()?;
+    info!(%addr, "gateway listening");
+    let ctx = harness.ctx().clone();
     let limits = server::Limits::new(&ctx.config.http, ctx.config.shutdown.grace());
-    let app = router(AppState::new(ctx, breakers));
-    server::serve(listener, app, limits, shutdown.clone()).await?;
-    let _ = watch.await;
-    info!("gateway stopped");
-    Ok(())
+    let app = router(AppState::new(ctx));
+    harness.spawn("gateway.http", |stop| async move {
+        server::serve(listener, app, limits, stop).await?;
+        info!("gateway stopped");
+        Ok(())
+    });
+    Ok(addr)
 }

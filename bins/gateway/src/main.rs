@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let overrides: Vec<(&str, String)> = cli.http.into_iter().map(|a| ("http.addr", a)).collect();
     let config = awfdrs_config::Config::from_process_env(cli.config.as_deref(), &overrides)?;
     awfdrs_telemetry::init_logging(config.telemetry.log_format);
-    let ctx = awfdrs_runtime::Context::connect(config).await?;
-    let shutdown = awfdrs_runtime::shutdown_token();
-    awfdrs_gateway::run(ctx, shutdown).await
+    let harness = awfdrs_runtime::Harness::boot(config).await?;
+    awfdrs_gateway::start(&harness).await?;
+    harness.run().await
 }

@@ -212,7 +212,7 @@ fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
 pub(crate) async fn list_breakers(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let mut items = state.inner.breakers.list(awfdrs_guard::now());
+        let mut items = state.inner.ctx.breakers.list(awfdrs_guard::now());
         if let Some(tenant) = caller.scope() {
             let vendors = state
                 .ctx()
@@ -261,7 +261,7 @@ pub(crate) async fn reset_breaker(
                 reason: "must be a slug".into(),
             }]));
         }
-        let breakers = &state.inner.breakers;
+        let breakers = &state.inner.ctx.breakers;
         breakers.reset(&vendor, "operator:api").await.map_err(|e| {
             if e.is_transient() {
                 Problem::unavailable("the breaker cannot be reset now").caused_by(&e)

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use async_nats::jetstream::{self, AckKind};
-use awfdrs_telemetry::{ConsumerLabels, ConsumerOutcomeLabels, Metrics};
+use awfdrs_telemetry::{ConsumerLabels, ConsumerOutcomeLabels, Metrics, TaskHealth};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -205,16 +205,19 @@ pub fn payload_fits(payload: usize, headers: usize, max_payload: usize) -> bool 
 /// finishes the batch in hand and returns. Messages buffered or held but not
 /// yet settled are left unacked and are redelivered after `ack_wait`.
 /// Dead letters are recorded in `sink` before their originals are
-/// terminated.
+/// terminated. While the loop cannot do its work (a dependency is down, its
+/// pull stream is being rebuilt) `health` says so, with the reason.
 ///
 /// # Errors
-/// When the consumer cannot be reached at start.
+/// When the consumer cannot be reached at start, or is deleted under the
+/// loop.
 pub async fn run<H: Handler, S: DeadLetterSink>(
     bus: Bus,
     spec: ConsumerSpec,
     handler: Arc<H>,
     sink: Arc<S>,
     metrics: Arc<Metrics>,
+    health: TaskHealth,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let ns = bus.ns().clone();
@@ -257,6 +260,10 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
                 }
             }
             warn!(consumer = %lp.name, held = held.len(), "a dependency is down; holding messages and not fetching");
+            health.degraded(format!(
+                "a dependency is down; holding {} messages and not fetching",
+                held.len()
+            ));
             if !lp.wait_for_recovery(&held, &mut probes, &shutdown).await {
                 break;
             }
@@ -273,15 +280,20 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
             }
             if held.is_empty() {
                 probes = 0;
+                health.ok();
             }
             continue;
         }
         let stream = match messages.as_mut() {
             Some(s) => s,
             None => match pull(&consumer, &lp.spec, &lp.name).await {
-                Ok(s) => messages.insert(s),
+                Ok(s) => {
+                    health.ok();
+                    messages.insert(s)
+                }
                 Err(e) => {
                     warn!(consumer = %lp.name, error = %e, "cannot pull");
+                    health.degraded(format!("cannot pull: {e}"));
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(PULL_ERROR_PAUSE) => {}
@@ -302,6 +314,7 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
                 // unless the consumer itself is gone, which only an operator
                 // or a broken deployment does: then stop loudly.
                 warn!(consumer = %lp.name, "message stream ended; rebuilding it");
+                health.degraded("the server ended the pull stream; rebuilding it");
                 messages = None;
                 if !lp.consumer_exists().await {
                     return Err(BusError::Topology(format!(

@@ -15,6 +15,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub ingress: IngressConfig,
     pub detector: DetectorConfig,
+    pub outbox: OutboxConfig,
     pub consumer: ConsumerConfig,
     pub telemetry: TelemetryConfig,
     pub shutdown: ShutdownConfig,
@@ -87,7 +88,15 @@ pub struct DetectorConfig {
     pub linger_ms: u64,
     pub reopen_window_secs: u64,
     pub auto_resolve_successes: u32,
-    pub outbox_sweep_ms: u64,
+}
+
+/// The outbox relay every worker with an outbox runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// How often rows left unpublished (a crash between commit and
+    /// publish) are swept; rows older than two periods are published.
+    pub sweep_ms: u64,
 }
 
 /// Settings shared by every durable consumer.
@@ -303,8 +312,8 @@ impl Config {
             "must be at most 1000",
         );
         check(
-            self.detector.outbox_sweep_ms >= 10,
-            "detector.outbox_sweep_ms",
+            self.outbox.sweep_ms >= 10,
+            "outbox.sweep_ms",
             "must be at least 10",
         );
         check(

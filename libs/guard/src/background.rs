@@ -32,6 +32,11 @@ impl Breakers {
         while !shutdown.is_cancelled() {
             match self.inner.bucket.watch().await {
                 Ok(changes) => {
+                    let _open = self
+                        .inner
+                        .recorder
+                        .metrics
+                        .kv_watch_open(awfdrs_bus::names::BREAKERS_BUCKET);
                     let mut changes = std::pin::pin!(changes);
                     loop {
                         tokio::select! {

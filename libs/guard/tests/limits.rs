@@ -205,6 +205,11 @@ async fn open_incident(store: &Store, slug: &str) -> (Uuid, Uuid) {
         payload: serde_json::json!({}),
         correlation_id: None,
     };
-    let done = store.detect_batch(&batch, settings, &outbox).await.unwrap();
+    let mut work = store.begin_work().await.unwrap();
+    let done = work.detect(&batch, settings).await.unwrap();
+    work.outbox(done.opened.iter().map(outbox).collect())
+        .await
+        .unwrap();
+    let _ = work.commit().await.unwrap();
     (tenant.id, done.opened[0].id)
 }

@@ -1,8 +1,9 @@
 //! The PostgreSQL system of record: tenants, events (append-only),
 //! incidents and their transitions, the gateway's idempotency keys and the
 //! outbox. This is the only crate that writes SQL; every query is scoped by
-//! tenant. It knows nothing of NATS: messages to publish after a commit are
-//! written to the outbox as rows, and the caller's relay publishes them.
+//! tenant. It knows nothing of NATS: a worker's effects and the messages
+//! they cause are written in one [`Work`] transaction, and its commit hands
+//! the outbox rows it wrote to the caller's relay.
 
 mod arbiter;
 #[cfg(feature = "bench")]
@@ -15,6 +16,7 @@ mod ingest;
 mod outbox;
 mod safety;
 mod tenants;
+mod work;
 
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use sqlx::{ConnectOptions, PgPool};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
-pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident};
+pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 pub use error::{DbFailure, StoreError};
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
@@ -34,6 +36,7 @@ pub use safety::{
     RetryAttemptCounts, RetryScope,
 };
 pub use tenants::Tenant;
+pub use work::{Committed, NewOutbox, Work};
 
 /// The embedded migrations (`migrations/` at the workspace root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");

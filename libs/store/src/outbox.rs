@@ -5,7 +5,7 @@ use uuid::Uuid;
 use crate::{Store, StoreError};
 
 /// A message waiting to be published.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OutboxRow {
     pub id: i64,
     pub tenant_id: Uuid,
@@ -16,21 +16,6 @@ pub struct OutboxRow {
 }
 
 impl Store {
-    /// The unpublished rows with the given ids (the relay's fast path after
-    /// its own commit).
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn outbox_rows(&self, ids: &[i64]) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, tenant_id, subject, msg_id, payload, correlation_id FROM outbox
-             WHERE id = ANY($1) AND published_at IS NULL ORDER BY id",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     /// Unpublished rows older than `min_age_ms` (left by a crash between
     /// commit and publish), oldest first, at most `limit`.
     ///

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::Detect as _;
+
 use awfdrs_store::{DetectBatch, KeyClaim};
 use chrono::Utc;
 use sqlx::PgPool;

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::Detect as _;
+
 use awfdrs_store::DetectBatch;
 use chrono::{Duration, Utc};
 use sqlx::PgPool;
@@ -16,15 +18,13 @@ async fn failures_of_one_signature_open_one_incident_with_one_outbox_row(pool: P
             common::failure(t.id, "k2", "wf", "E1", now + Duration::seconds(1)),
         ],
     };
-    let out = store
-        .detect_batch(&batch, common::SETTINGS, &common::outbox_for)
-        .await
-        .unwrap();
+    let (out, committed) = store.detect_committed(&batch).await.unwrap();
     assert_eq!(out.opened.len(), 1);
     assert!(!out.opened[0].reopened);
-    assert_eq!(out.outbox_ids.len(), 1);
-    let rows = store.outbox_rows(&out.outbox_ids).await.unwrap();
+    let rows = committed.outbox;
+    assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].subject, "test.incidents.opened");
+    assert_eq!(rows, store.stale_outbox(0, 10).await.unwrap());
     let detail = store.incident(Some(t.id), out.opened[0].id).await.unwrap();
     assert_eq!(detail.incident.event_count, 2);
     assert_eq!(detail.incident.status, "NEW");

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::Detect as _;
+
 use awfdrs_store::{DetectBatch, IncidentFilter, Store, StoreError, Tenant};
 use chrono::{Duration, Utc};
 use sqlx::PgPool;

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::Detect as _;
+
 use awfdrs_store::{Store, StoreError};
 use sqlx::PgPool;
 

@@ -1,15 +1,19 @@
 //! Telemetry of every AWFDRS process: the tracing subscriber (JSON or
-//! pretty, filtered by `RUST_LOG`) and the Prometheus metrics registry.
+//! pretty, filtered by `RUST_LOG`), the Prometheus metrics registry, and
+//! the [`Health`] of a process's tasks that `/ready` reports.
 //!
 //! Libraries only emit `tracing` events and update the [`Metrics`] handed to
 //! them; only binaries call [`init_logging`]. Metric names are defined here
 //! and nowhere else.
 
+mod health;
 mod metrics;
+
+pub use health::{Health, TaskHealth, TaskState};
 
 pub use metrics::{
     BreakerTransitionLabels, BucketLabels, ConsumerLabels, ConsumerOutcomeLabels, HardLimitLabels,
-    HttpLabels, Metrics, RateLimitLabels, RejectLabels, SourceLabels,
+    HttpLabels, KvWatchOpen, Metrics, RateLimitLabels, RejectLabels, SourceLabels,
 };
 
 use awfdrs_config::LogFormat;

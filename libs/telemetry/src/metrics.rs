@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -108,6 +109,8 @@ pub struct Metrics {
     pub breaker_transitions: Family<BreakerTransitionLabels, Counter>,
     pub breaker_transition_record_failures: Counter,
     pub kv_cas_conflicts: Family<BucketLabels, Counter>,
+    /// KV watches this process holds open, by bucket: one per bucket.
+    pub kv_watches: Family<BucketLabels, Gauge>,
     pub rate_limit_decisions: Family<RateLimitLabels, Counter>,
     pub hard_limits_exceeded: Family<HardLimitLabels, Counter>,
 }
@@ -118,7 +121,28 @@ impl Default for Metrics {
     }
 }
 
+/// An open KV watch, counted in `awfdrs_kv_watches{bucket}` while it lives.
+#[derive(Debug)]
+#[must_use = "the watch is counted only while this lives"]
+pub struct KvWatchOpen(Gauge);
+
+impl Drop for KvWatchOpen {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Metrics {
+    /// Counts a watch of `bucket` as open until the returned value drops.
+    pub fn kv_watch_open(&self, bucket: &'static str) -> KvWatchOpen {
+        let gauge = self
+            .kv_watches
+            .get_or_create(&BucketLabels { bucket })
+            .clone();
+        gauge.inc();
+        KvWatchOpen(gauge)
+    }
+
     /// Registers every metric under the `awfdrs_` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("awfdrs");
@@ -141,6 +165,7 @@ impl Metrics {
             breaker_transitions: Family::default(),
             breaker_transition_record_failures: Counter::default(),
             kv_cas_conflicts: Family::default(),
+            kv_watches: Family::default(),
             rate_limit_decisions: Family::default(),
             hard_limits_exceeded: Family::default(),
             registry: Registry::default(),
@@ -234,6 +259,11 @@ impl Metrics {
             "kv_cas_conflicts",
             "KV compare-and-set writes lost to a concurrent writer and recomputed, by bucket",
             m.kv_cas_conflicts.clone(),
+        );
+        registry.register(
+            "kv_watches",
+            "KV watches this process holds open, by bucket",
+            m.kv_watches.clone(),
         );
         registry.register(
             "rate_limit_decisions",

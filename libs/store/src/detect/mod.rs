@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::arbiter::{self, KeyUse, Verdict};
-use crate::{Store, StoreError};
+use crate::{StoreError, Work};
 
 /// One validated event to persist.
 #[derive(Debug, Clone)]
@@ -70,16 +70,6 @@ pub struct OpenedIncident {
     pub correlation_id: String,
 }
 
-/// A message to publish after commit.
-#[derive(Debug, Clone)]
-pub struct NewOutbox {
-    pub tenant_id: Uuid,
-    pub subject: String,
-    pub msg_id: String,
-    pub payload: serde_json::Value,
-    pub correlation_id: Option<String>,
-}
-
 /// What the batch did.
 #[derive(Debug, Default)]
 pub struct DetectOutcome {
@@ -95,29 +85,21 @@ pub struct DetectOutcome {
     pub opened: Vec<OpenedIncident>,
     pub updated_incidents: usize,
     pub resolved: Vec<Uuid>,
-    /// Outbox row ids written by the batch, for the relay's fast path.
-    pub outbox_ids: Vec<i64>,
 }
 
-const INSERT_OUTBOX: &str = "
-INSERT INTO outbox (tenant_id, subject, msg_id, payload, correlation_id)
-SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::text[])
-ON CONFLICT (msg_id) DO NOTHING
-RETURNING id";
-
-impl Store {
-    /// Persists a batch of events and applies the incident rules, in one
+impl Work {
+    /// Persists a batch of events and applies the incident rules in this
     /// transaction. Only events persisted now count towards incidents, so a
-    /// redelivered batch changes nothing. `outbox_for` builds the message to
-    /// publish for each incident the batch opens.
+    /// redelivered batch changes nothing. The caller announces the incidents
+    /// it opened ([`Work::outbox`]) and commits.
     ///
     /// # Errors
-    /// On database failure; nothing is written then.
-    pub async fn detect_batch(
-        &self,
+    /// On database failure; the transaction is then to be dropped, and
+    /// nothing is written.
+    pub async fn detect(
+        &mut self,
         batch: &DetectBatch,
         settings: DetectSettings,
-        outbox_for: &(dyn Fn(&OpenedIncident) -> NewOutbox + Sync),
     ) -> Result<DetectOutcome, StoreError> {
         let mut out = DetectOutcome::default();
         if batch.events.is_empty() {
@@ -132,7 +114,7 @@ impl Store {
         });
         let sorted: Vec<&NewEvent> = order.iter().map(|&i| &batch.events[i]).collect();
 
-        let mut tx = self.pool.begin().await?;
+        let tx = self.conn();
         let uses: Vec<KeyUse<'_>> = sorted
             .iter()
             .map(|e| KeyUse {
@@ -144,7 +126,7 @@ impl Store {
                 reservation: e.reservation,
             })
             .collect();
-        let verdicts = arbiter::settle(&mut tx, &uses).await?;
+        let verdicts = arbiter::settle(tx, &uses).await?;
         let mut evs: Vec<&NewEvent> = Vec::with_capacity(sorted.len());
         let mut kept: Vec<usize> = Vec::with_capacity(sorted.len());
         for (pos, verdict) in verdicts.into_iter().enumerate() {
@@ -157,32 +139,15 @@ impl Store {
                 Verdict::Abandoned => out.abandoned.push(order[pos]),
             }
         }
-        events::insert(&mut tx, &evs, &kept, &mut out).await?;
+        events::insert(tx, &evs, &kept, &mut out).await?;
 
         let mut groups = incidents::group_failures(batch, &out.inserted);
-        open_after::apply_open_after(&mut tx, &mut groups, settings.reopen_window_secs).await?;
-        incidents::open_or_update(&mut tx, &groups, settings, &mut out).await?;
-        let resolved_rows =
-            incidents::count_successes(&mut tx, batch, &out.inserted, settings).await?;
-        incidents::write_transitions(&mut tx, &out.opened, &resolved_rows, settings).await?;
+        open_after::apply_open_after(tx, &mut groups, settings.reopen_window_secs).await?;
+        incidents::open_or_update(tx, &groups, settings, &mut out).await?;
+        let resolved_rows = incidents::count_successes(tx, batch, &out.inserted, settings).await?;
+        incidents::write_transitions(tx, &out.opened, &resolved_rows, settings).await?;
         out.resolved = resolved_rows.iter().map(|r| r.0).collect();
 
-        if !out.opened.is_empty() {
-            let msgs: Vec<NewOutbox> = out.opened.iter().map(outbox_for).collect();
-            out.outbox_ids = sqlx::query_scalar(INSERT_OUTBOX)
-                .bind(msgs.iter().map(|m| m.tenant_id).collect::<Vec<_>>())
-                .bind(msgs.iter().map(|m| m.subject.clone()).collect::<Vec<_>>())
-                .bind(msgs.iter().map(|m| m.msg_id.clone()).collect::<Vec<_>>())
-                .bind(msgs.iter().map(|m| m.payload.clone()).collect::<Vec<_>>())
-                .bind(
-                    msgs.iter()
-                        .map(|m| m.correlation_id.clone())
-                        .collect::<Vec<_>>(),
-                )
-                .fetch_all(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
         Ok(out)
     }
 }

@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
-use awfdrs_store::{DetectSettings, NewEvent, NewOutbox, OpenedIncident, Store, Tenant};
+use awfdrs_store::{
+    Committed, DetectBatch, DetectOutcome, DetectSettings, NewEvent, NewOutbox, OpenedIncident,
+    Store, StoreError, Tenant,
+};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -75,5 +78,49 @@ pub fn outbox_for(o: &OpenedIncident) -> NewOutbox {
         msg_id: format!("incident-opened:{}:{}", o.id, o.reopened),
         payload: serde_json::json!({ "incident_id": o.id, "signature": o.signature }),
         correlation_id: Some(o.correlation_id.clone()),
+    }
+}
+
+/// The detector's transaction as a worker runs it: detect, announce each
+/// opened incident through the outbox, commit.
+pub trait Detect {
+    async fn detect_batch(
+        &self,
+        batch: &DetectBatch,
+        settings: DetectSettings,
+        outbox_for: &dyn Fn(&OpenedIncident) -> NewOutbox,
+    ) -> Result<DetectOutcome, StoreError>;
+
+    /// [`Detect::detect_batch`], with what the commit left to publish.
+    async fn detect_committed(
+        &self,
+        batch: &DetectBatch,
+    ) -> Result<(DetectOutcome, Committed), StoreError>;
+}
+
+impl Detect for Store {
+    async fn detect_batch(
+        &self,
+        batch: &DetectBatch,
+        settings: DetectSettings,
+        outbox_for: &dyn Fn(&OpenedIncident) -> NewOutbox,
+    ) -> Result<DetectOutcome, StoreError> {
+        let mut work = self.begin_work().await?;
+        let out = work.detect(batch, settings).await?;
+        work.outbox(out.opened.iter().map(outbox_for).collect())
+            .await?;
+        let _ = work.commit().await?;
+        Ok(out)
+    }
+
+    async fn detect_committed(
+        &self,
+        batch: &DetectBatch,
+    ) -> Result<(DetectOutcome, Committed), StoreError> {
+        let mut work = self.begin_work().await?;
+        let out = work.detect(batch, SETTINGS).await?;
+        work.outbox(out.opened.iter().map(outbox_for).collect())
+            .await?;
+        Ok((out, work.commit().await?))
     }
 }

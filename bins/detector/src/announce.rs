@@ -1,0 +1,36 @@
+//! What the detector tells the next stage: `<ns>.incidents.<tenant>.opened`
+//! (or `.reopened`), an [`IncidentOpenedV1`] written through the outbox.
+
+use std::collections::HashMap;
+
+use awfdrs_bus::Namespace;
+use awfdrs_domain::IncidentOpenedV1;
+use awfdrs_store::{NewOutbox, OpenedIncident};
+use uuid::Uuid;
+
+/// The outbox message announcing `o`, whose tenant's slug is in `slugs`.
+pub(crate) fn opened(
+    ns: &Namespace,
+    slugs: &HashMap<Uuid, String>,
+    o: &OpenedIncident,
+) -> NewOutbox {
+    let message = IncidentOpenedV1 {
+        incident_id: o.id,
+        tenant_id: o.tenant_id,
+        tenant: slugs.get(&o.tenant_id).cloned().unwrap_or_default(),
+        signature: o.signature.clone(),
+        workflow_id: o.workflow_id.clone(),
+        error_code: o.error_code.clone(),
+        vendor: o.vendor.clone(),
+        step: o.step.clone(),
+        reopened: o.reopened,
+        correlation_id: o.correlation_id.clone(),
+    };
+    NewOutbox {
+        tenant_id: o.tenant_id,
+        subject: ns.incident_opened(&message.tenant),
+        msg_id: Namespace::incident_opened_msg_id(&format!("{}:{}", o.id, message.kind())),
+        payload: serde_json::to_value(&message).unwrap_or_default(),
+        correlation_id: Some(o.correlation_id.clone()),
+    }
+}
