@@ -19,12 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use awfdrs_runtime::{Context, Harness};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::load::histogram;
 use super::machine::memory_kib;
+use super::{Bench, Mode, report};
 
 /// How the hostile clients fared, for the report.
 #[derive(Debug, Default)]
@@ -57,6 +59,39 @@ pub struct Shape {
     pub duration: Duration,
     /// How long a dropped hostile client waits before it reconnects.
     pub reconnect: Duration,
+}
+
+impl Bench {
+    /// The gateway and a detector in this process under hostile clients.
+    pub(super) async fn slow_clients(&self) -> anyhow::Result<()> {
+        let mode = Mode::SlowClients;
+        let ctx = Context::connect(self.config_for(mode)).await?;
+        ctx.bus.declare_streams().await?;
+        let api_key = awfdrs_domain::new_api_key();
+        ctx.store
+            .create_tenant("bench-slowclients", &api_key)
+            .await?;
+        let shutdown = CancellationToken::new();
+        let harness = Harness::start(ctx.clone(), shutdown.clone())?;
+        awfdrs_detector::start(&harness).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = awfdrs_gateway::start_on(&harness, listener)?;
+        let workers = tokio::spawn(harness.run());
+        let a = &self.args;
+        let shape = Shape {
+            slowloris: a.slowloris,
+            uploads: a.stalled_uploads,
+            good_clients: a.good_clients.max(1),
+            duration: Duration::from_secs(a.slow_seconds.max(1)),
+            reconnect: Duration::from_millis(a.reconnect_ms),
+        };
+        let figures = run(addr, &api_key, shape).await;
+        shutdown.cancel();
+        super::stop_workers(workers).await;
+        ctx.store.pool().close().await;
+        report::slow_clients(&self.label(mode), &self.config.http, &figures?);
+        Ok(())
+    }
 }
 
 /// Runs the hostile and the good clients against `addr` for `shape.duration`.

@@ -1,0 +1,118 @@
+//! The options of `awfdrs bench` and the modes it can run.
+
+use clap::ValueEnum;
+
+/// Options of `awfdrs bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Events per mode.
+    #[arg(long, default_value_t = 50_000)]
+    pub events: u64,
+    /// Publish rate of the paced NATS mode, events/s; 0 runs it unpaced
+    /// (as fast as the publishes in flight allow), like `nats-max`.
+    #[arg(long, default_value_t = 10_000)]
+    pub rate: u64,
+    /// JetStream publishes awaiting their ack at once.
+    #[arg(long, default_value_t = 1_000)]
+    pub in_flight: usize,
+    /// Concurrent keep-alive HTTP clients posting single events.
+    #[arg(long, default_value_t = 32)]
+    pub http_concurrency: usize,
+    /// Events per request of the `http-batch` mode.
+    #[arg(long, default_value_t = 100)]
+    pub http_batch: usize,
+    /// Concurrent HTTP clients of the `http-batch` mode.
+    #[arg(long, default_value_t = 8)]
+    pub http_batch_concurrency: usize,
+    /// Events sent through NATS and the detector before the modes, after
+    /// which the database is analyzed, so every mode plans its queries on a
+    /// populated database with statistics, as a running system does; 0
+    /// skips it.
+    #[arg(long, default_value_t = 5_000)]
+    pub warmup: u64,
+    /// No mode sends for longer than this many seconds; one cut short
+    /// reports on what it sent.
+    #[arg(long, default_value_t = 60)]
+    pub max_seconds: u64,
+    /// Size of each event's JSON body.
+    #[arg(long, default_value_t = 512)]
+    pub payload_bytes: usize,
+    /// Error codes of the failures, comma-separated: each workflow fails
+    /// with each, so there are 10 workflows × this many signatures. The
+    /// default mixes codes whose rules open an incident at once with codes
+    /// whose rules hold it back until N failures in a window (`open_after`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "payment_timeout,vendor_5xx,rate_limited,dns_failure,card_declined"
+    )]
+    pub codes: Vec<String>,
+    /// How often the commit probe looks for newly committed events, in ms
+    /// (the latency figures are at most this much late).
+    #[arg(long, default_value_t = 2)]
+    pub probe_ms: u64,
+    /// The modes to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "ceiling,nats,nats-max,http,http-batch"
+    )]
+    pub modes: Vec<Mode>,
+    /// Slowloris connections of the `slow-clients` mode.
+    #[arg(long, default_value_t = 200)]
+    pub slowloris: usize,
+    /// Stalled 8 MiB uploads of the `slow-clients` mode.
+    #[arg(long, default_value_t = 100)]
+    pub stalled_uploads: usize,
+    /// Well-behaved clients of the `slow-clients` mode, each posting one
+    /// event at a time.
+    #[arg(long, default_value_t = 4)]
+    pub good_clients: usize,
+    /// How long a hostile client of the `slow-clients` mode waits before it
+    /// reconnects once the gateway has dropped or refused it; 0 reconnects
+    /// at once (a connection flood more than a stall).
+    #[arg(long, default_value_t = 1000)]
+    pub reconnect_ms: u64,
+    /// How long the `slow-clients` mode measures, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub slow_seconds: u64,
+    /// Keep the database and the streams afterwards, for inspection.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// A way of feeding events in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Mode {
+    /// Bare stream, bare consumer, bare table: the machine's raw ceiling.
+    Ceiling,
+    /// NATS publishes at `--rate` to the detector.
+    Nats,
+    /// NATS publishes as fast as possible to the detector.
+    NatsMax,
+    /// One event per HTTP request to the gateway.
+    Http,
+    /// `--http-batch` events per HTTP request to the gateway.
+    HttpBatch,
+    /// Good requests while slowloris connections and stalled uploads press
+    /// on the gateway: resident memory and latency.
+    SlowClients,
+    /// Events through NATS before the modes, not measured.
+    #[value(skip)]
+    Warmup,
+}
+
+impl Mode {
+    pub(super) fn tag(self) -> &'static str {
+        match self {
+            Self::Ceiling => "ceiling",
+            Self::Nats => "nats",
+            Self::NatsMax => "natsmax",
+            Self::Http => "http",
+            Self::HttpBatch => "httpbatch",
+            Self::SlowClients => "slowclients",
+            Self::Warmup => "warmup",
+        }
+    }
+}
