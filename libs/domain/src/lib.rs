@@ -10,6 +10,7 @@
 //! network, the clock (time is a parameter) or the file system.
 
 pub mod body;
+pub mod decision;
 pub mod event;
 pub mod ids;
 pub mod incident;
@@ -28,6 +29,7 @@ pub use event::{
 };
 pub use ids::{event_id, new_api_key};
 pub use incident::IncidentStatus;
+pub use decision::DecisionV1;
 pub use messages::IncidentOpenedV1;
 pub use signature::{Signature, normalize_code};
 pub use slug::{Slug, SlugError, is_slug};

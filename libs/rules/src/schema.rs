@@ -9,37 +9,7 @@ use awfdrs_safety::{BreakerSettings, HardLimits, RateLimit, RetryPolicy};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// How bad an error is for the tenant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Worth a look, no hurry.
-    Low,
-    /// Needs attention today.
-    Medium,
-    /// Hurts customers now.
-    High,
-    /// Stops the business; page someone.
-    Critical,
-}
-
-/// What kind of failure an error code is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    /// Likely to pass on a later try (timeouts, resets).
-    Transient,
-    /// The vendor is down or failing.
-    VendorOutage,
-    /// The vendor is asking us to slow down.
-    RateLimited,
-    /// Credentials are missing, wrong or expired.
-    Auth,
-    /// The request itself is wrong.
-    Validation,
-    /// Will fail the same way every time.
-    Permanent,
-}
+pub use awfdrs_domain::decision::{Category, Severity};
 
 /// Open an incident only after `count` failures within `within`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
