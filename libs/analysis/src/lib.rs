@@ -11,6 +11,7 @@
 //! engine and version that made it.
 
 pub mod input;
+pub mod lsh;
 
 pub use input::{
     AnalysisInput, BreakerFacts, FailureSignals, IncidentFacts, PastIncident, ReleaseFacts,
