@@ -51,3 +51,11 @@ CREATE INDEX incidents_message_lsh ON incidents USING gin (message_lsh);
 -- The vendor across tenants in a window: aggregate evidence of an outage.
 CREATE INDEX events_vendor_occurred ON events (vendor, occurred_at)
     WHERE vendor IS NOT NULL;
+
+-- Candidates for similar past incidents: the same signature, the same vendor.
+CREATE INDEX incidents_tenant_signature_first_seen ON incidents (tenant_id, signature, first_seen DESC);
+CREATE INDEX incidents_tenant_vendor_first_seen ON incidents (tenant_id, vendor, first_seen DESC)
+    WHERE vendor IS NOT NULL;
+-- The open incidents a vendor's breaker opening concerns.
+CREATE INDEX incidents_open_vendor ON incidents (vendor)
+    WHERE status <> 'RESOLVED' AND vendor IS NOT NULL;

@@ -33,7 +33,11 @@ fn side(plane: usize, vector: &[f32]) -> bool {
             bits = splitmix(&mut state);
         }
         let positive = (bits >> (i % 64)) & 1 == 1;
-        sum += if positive { f64::from(x) } else { -f64::from(x) };
+        sum += if positive {
+            f64::from(x)
+        } else {
+            -f64::from(x)
+        };
     }
     sum >= 0.0
 }

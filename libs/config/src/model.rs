@@ -15,6 +15,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub ingress: IngressConfig,
     pub detector: DetectorConfig,
+    pub analyzer: AnalyzerConfig,
     pub outbox: OutboxConfig,
     pub consumer: ConsumerConfig,
     pub telemetry: TelemetryConfig,
@@ -88,6 +89,26 @@ pub struct DetectorConfig {
     pub linger_ms: u64,
     pub reopen_window_secs: u64,
     pub auto_resolve_successes: u32,
+}
+
+/// The analyzer worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzerConfig {
+    /// Messages per fetch, and how long to wait for a batch to fill.
+    pub batch_size: usize,
+    pub linger_ms: u64,
+    /// The window over which a vendor's failures across workflows and
+    /// tenants count as one outage, ending at the incident's last failure.
+    pub vendor_window_secs: u64,
+    /// How far back a step's successes and releases are read.
+    pub lookback_secs: u64,
+    /// Past incidents read as candidates per kind (same signature, same
+    /// vendor, similar message).
+    pub similar_candidates: i64,
+    /// How often the breakers are looked at for ones that opened while
+    /// incidents of their vendor are open.
+    pub breaker_check_ms: u64,
 }
 
 /// The outbox relay every worker with an outbox runs.
@@ -310,6 +331,31 @@ impl Config {
             self.detector.linger_ms <= 1000,
             "detector.linger_ms",
             "must be at most 1000",
+        );
+        check(
+            (1..=1000).contains(&self.analyzer.batch_size),
+            "analyzer.batch_size",
+            "must be between 1 and 1000",
+        );
+        check(
+            self.analyzer.linger_ms <= 1000,
+            "analyzer.linger_ms",
+            "must be at most 1000",
+        );
+        check(
+            self.analyzer.vendor_window_secs >= 1,
+            "analyzer.vendor_window_secs",
+            "must be at least 1",
+        );
+        check(
+            (1..=10_000).contains(&self.analyzer.similar_candidates),
+            "analyzer.similar_candidates",
+            "must be between 1 and 10000",
+        );
+        check(
+            self.analyzer.breaker_check_ms >= 10,
+            "analyzer.breaker_check_ms",
+            "must be at least 10",
         );
         check(
             self.outbox.sweep_ms >= 10,

@@ -5,10 +5,12 @@
 //! they cause are written in one [`Work`] transaction, and its commit hands
 //! the outbox rows it wrote to the caller's relay.
 
+mod analysis;
 mod arbiter;
 #[cfg(feature = "bench")]
 mod bench;
 mod dead_letters;
+mod decisions;
 mod detect;
 mod error;
 mod incidents;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};

@@ -1,0 +1,215 @@
+//! The analyzer's handler: one transaction per incident message.
+
+use std::time::Duration;
+
+use awfdrs_analysis::{Analyst, LocalAnalyst, Trigger};
+use awfdrs_bus::{Delivery, Handler, Outcome};
+use awfdrs_domain::IncidentOpenedV1;
+use awfdrs_domain::decision::DecisionV1;
+use awfdrs_runtime::{Context, Relay};
+use awfdrs_store::{NewOutbox, StoreError};
+use backon::{ExponentialBuilder, Retryable};
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::ACTOR;
+use crate::facts::{self, Gathered};
+
+/// Decides about incidents.
+pub struct AnalyzerHandler {
+    ctx: Context,
+    relay: Relay,
+    analyst: Box<dyn Analyst>,
+}
+
+impl std::fmt::Debug for AnalyzerHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyzerHandler")
+            .field("engine", &self.analyst.engine())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of one analysis.
+pub(crate) enum Analysed {
+    /// A decision was recorded now.
+    Decided(Box<DecisionV1>),
+    /// This incident and trigger were decided before.
+    AlreadyDecided,
+    /// There is no such incident.
+    Missing,
+}
+
+impl AnalyzerHandler {
+    /// A handler deciding with the local engine, publishing through
+    /// `relay`.
+    pub fn new(ctx: Context, relay: Relay) -> Self {
+        Self::with_analyst(ctx, relay, Box::new(LocalAnalyst::default()))
+    }
+
+    /// A handler deciding with `analyst`.
+    pub fn with_analyst(ctx: Context, relay: Relay, analyst: Box<dyn Analyst>) -> Self {
+        Self {
+            ctx,
+            relay,
+            analyst,
+        }
+    }
+
+    pub(crate) fn ctx(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Analyses `incident` of `tenant` for `trigger`, at `at`: gathers the
+    /// facts, decides, and commits the decision with its announcement,
+    /// unless this incident and trigger were decided before. Transient
+    /// database failures are retried.
+    pub(crate) async fn analyse(
+        &self,
+        tenant: Uuid,
+        incident: Uuid,
+        trigger: Trigger,
+        at: DateTime<Utc>,
+        correlation_id: Option<&str>,
+    ) -> Result<Analysed, StoreError> {
+        let once = || async {
+            let id = DecisionV1::id_for(incident, &trigger.key());
+            if self.ctx.store.latest_decision(tenant, incident).await? == Some(id) {
+                return Ok(Analysed::AlreadyDecided);
+            }
+            let Gathered::Input(input, vector, keys) =
+                facts::gather(&self.ctx, tenant, incident, trigger.clone(), at).await?
+            else {
+                return Ok(Analysed::Missing);
+            };
+            let mut decision = self.analyst.analyze(&input);
+            if let Some(c) = correlation_id {
+                decision.correlation_id = c.to_owned();
+            }
+            let mut work = self.ctx.store.begin_work().await?;
+            work.start_analysis(
+                tenant,
+                incident,
+                ACTOR,
+                &format!("analysing ({})", decision.trigger),
+            )
+            .await?;
+            if !work.record_decision(&decision).await? {
+                return Ok::<_, StoreError>(Analysed::AlreadyDecided);
+            }
+            work.store_message_vector(tenant, incident, &vector, &keys)
+                .await?;
+            work.outbox(vec![NewOutbox {
+                tenant_id: tenant,
+                subject: self.ctx.bus.ns().decisions(&decision.tenant),
+                msg_id: decision.msg_id(),
+                payload: serde_json::to_value(&decision).unwrap_or_default(),
+                correlation_id: Some(decision.correlation_id.clone()),
+            }])
+            .await?;
+            let committed = work.commit().await?;
+            self.relay.publish(committed).await;
+            Ok(Analysed::Decided(Box::new(decision)))
+        };
+        once.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_millis(500))
+                .with_max_times(4)
+                .with_jitter(),
+        )
+        .when(StoreError::is_transient)
+        .notify(|e, after| warn!(error = %e, ?after, "analysis transaction failed; retrying"))
+        .await
+    }
+
+    async fn handle_one(&self, d: &Delivery) -> Outcome {
+        let message: IncidentOpenedV1 = match serde_json::from_slice(&d.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                return Outcome::Reject(format!(
+                    "not an IncidentOpenedV1 message: {}",
+                    awfdrs_domain::printable(&e.to_string())
+                ));
+            }
+        };
+        let trigger = if message.reopened {
+            match self.reopen_count(&message).await {
+                Ok(n) => Trigger::Reopened(n),
+                Err(e) => return failed(&e),
+            }
+        } else {
+            Trigger::Opened
+        };
+        match self
+            .analyse(
+                message.tenant_id,
+                message.incident_id,
+                trigger,
+                d.published,
+                Some(&message.correlation_id),
+            )
+            .await
+        {
+            Ok(Analysed::Decided(decision)) => {
+                info!(
+                    incident = %decision.incident_id, decision = %decision.id,
+                    trigger = %decision.trigger,
+                    cause = ?decision.root_cause.hypothesis.kind,
+                    action = ?decision.recommended_action.action,
+                    confidence = decision.confidence, "decided"
+                );
+                Outcome::Ack
+            }
+            Ok(Analysed::AlreadyDecided) => Outcome::Ack,
+            Ok(Analysed::Missing) => Outcome::Reject(format!(
+                "incident {} of tenant {} does not exist",
+                message.incident_id, message.tenant_id
+            )),
+            Err(e) => failed(&e),
+        }
+    }
+
+    /// How many times the incident has re-opened (the trigger of a
+    /// `reopened` message).
+    async fn reopen_count(&self, m: &IncidentOpenedV1) -> Result<u32, StoreError> {
+        let n = self
+            .ctx
+            .store
+            .incident(Some(m.tenant_id), m.incident_id)
+            .await
+            .map(|d| d.incident.reopen_count)
+            .or_else(|e| match e {
+                StoreError::NotFound => Ok(0),
+                e => Err(e),
+            })?;
+        Ok(u32::try_from(n).unwrap_or(0))
+    }
+}
+
+/// The outcome of a database failure: hold while it is down, retry what may
+/// pass, dead-letter what never will.
+fn failed(e: &StoreError) -> Outcome {
+    if e.is_unavailable() {
+        Outcome::Unavailable(format!("database: {e}"))
+    } else if e.is_transient() {
+        Outcome::Retry(format!("database: {e}"))
+    } else {
+        Outcome::Reject(format!("database refused the analysis: {e}"))
+    }
+}
+
+impl Handler for AnalyzerHandler {
+    async fn ready(&self) -> bool {
+        self.ctx.store.ping().await.is_ok()
+    }
+
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for d in batch {
+            outcomes.push(self.handle_one(d).await);
+        }
+        outcomes
+    }
+}
