@@ -37,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::headers;
-use crate::names::Stage;
-use crate::topology::ConsumerSettings;
+use crate::names::{Source, Stage};
+use crate::topology::{ConsumerSettings, source};
 use crate::{Bus, BusError, decoded_headers, header_map, lookup};
 
 /// A delivered message.
@@ -217,11 +217,14 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let ns = bus.ns().clone();
-    let name = ns.consumer(spec.stage);
+    let Source {
+        stream,
+        consumer: name,
+        ..
+    } = source(bus.ns(), spec.stage)?;
     let consumer: jetstream::consumer::PullConsumer = bus
         .js()
-        .get_consumer_from_stream(&name, &stream_of(&bus, spec.stage))
+        .get_consumer_from_stream(&name, &stream)
         .await
         .map_err(|e| BusError::Topology(format!("consumer {name}: {e}")))?;
     let mut messages = Some(pull(&consumer, &spec, &name).await?);
@@ -353,7 +356,9 @@ impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
     /// Whether the stage's durable consumer still exists (a server that
     /// cannot be asked counts as yes: the pull will tell).
     async fn consumer_exists(&self) -> bool {
-        let stream = stream_of(&self.bus, self.spec.stage);
+        let Ok(Source { stream, .. }) = source(self.bus.ns(), self.spec.stage) else {
+            return false;
+        };
         match self
             .bus
             .js()
@@ -388,10 +393,6 @@ async fn pull(
         .messages()
         .await
         .map_err(|e| BusError::Unavailable(format!("consumer {name}: {e}")))
-}
-
-fn stream_of(bus: &Bus, stage: Stage) -> String {
-    bus.ns().source(stage).0
 }
 
 fn delivery(msg: jetstream::Message) -> Option<Delivery> {
