@@ -4,28 +4,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use awfdrs_domain::grouping::{self, Failure, OpenAfter, SignatureGroup};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 use crate::StoreError;
-
-#[derive(Debug)]
-/// Newly persisted failures of one signature.
-pub(super) struct SignatureGroup {
-    pub(super) tenant_id: Uuid,
-    pub(super) signature: String,
-    pub(super) workflow_id: String,
-    pub(super) error_code: String,
-    pub(super) vendor: Option<String>,
-    pub(super) step: Option<String>,
-    pub(super) count: i64,
-    pub(super) first_seen: DateTime<Utc>,
-    pub(super) last_seen: DateTime<Utc>,
-    pub(super) correlation_id: String,
-    pub(super) open_after: Option<(i64, f64)>,
-}
 
 /// An incident row a statement touched: its id and (tenant, signature).
 #[derive(sqlx::FromRow)]
@@ -281,43 +265,25 @@ pub(super) async fn write_transitions(
         .await?;
     Ok(())
 }
-/// Aggregates newly persisted failures by signature, sorted by (tenant,
-/// signature) so concurrent detectors lock incidents in the same order.
+/// Groups the batch's newly persisted failures by signature (see
+/// [`group_failures`](awfdrs_domain::grouping::group_failures)).
 pub(super) fn group_failures(batch: &DetectBatch, inserted: &[usize]) -> Vec<SignatureGroup> {
-    let mut groups: BTreeMap<(Uuid, String), SignatureGroup> = BTreeMap::new();
-    for &i in inserted {
+    grouping::group_failures(inserted.iter().filter_map(|&i| {
         let e = &batch.events[i];
-        let (Some(sig), true) = (&e.signature, e.is_failure) else {
-            continue;
-        };
-        let g = groups
-            .entry((e.tenant_id, sig.clone()))
-            .or_insert_with(|| SignatureGroup {
-                tenant_id: e.tenant_id,
-                signature: sig.clone(),
-                workflow_id: e.workflow_id.clone(),
-                error_code: e.error_code.clone().unwrap_or_default(),
-                vendor: None,
-                step: None,
-                count: 0,
-                first_seen: e.occurred_at,
-                last_seen: e.occurred_at,
-                correlation_id: e.correlation_id.clone(),
-                open_after: e.open_after,
-            });
-        g.count += 1;
-        g.first_seen = g.first_seen.min(e.occurred_at);
-        if e.occurred_at >= g.last_seen {
-            g.last_seen = e.occurred_at;
-            g.vendor = e.vendor.clone().or(g.vendor.take());
-            g.step = e.step.clone().or(g.step.take());
-        }
-        if g.vendor.is_none() {
-            g.vendor = e.vendor.clone();
-        }
-        if g.step.is_none() {
-            g.step = e.step.clone();
-        }
-    }
-    groups.into_values().collect()
+        let signature = e.signature.as_deref().filter(|_| e.is_failure)?;
+        Some(Failure {
+            tenant_id: e.tenant_id,
+            signature,
+            workflow_id: &e.workflow_id,
+            error_code: e.error_code.as_deref(),
+            vendor: e.vendor.as_deref(),
+            step: e.step.as_deref(),
+            occurred_at: e.occurred_at,
+            correlation_id: &e.correlation_id,
+            open_after: e.open_after.map(|(failures, within_secs)| OpenAfter {
+                failures,
+                within_secs,
+            }),
+        })
+    }))
 }
