@@ -14,6 +14,7 @@ mod incidents;
 mod ingest;
 mod outbox;
 mod safety;
+mod status;
 mod tenants;
 
 use std::time::Duration;

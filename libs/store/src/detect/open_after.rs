@@ -2,12 +2,14 @@
 //! failures of its signature fall within a window.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use awfdrs_domain::grouping::{GateWindow, SignatureGroup};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::status::RESOLVED;
 
 /// A gated signature's failures inside its `open_after` window.
 #[derive(sqlx::FromRow)]
@@ -20,7 +22,9 @@ struct GateRow {
 /// Gated signatures that could open a first incident: no open incident and
 /// none resolved inside the re-open window (a failure there re-opens it at
 /// once, the flapping guard), so every failure in the window is uncounted.
-const HELD_BACK: &str = "
+static HELD_BACK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 SELECT u.tenant_id, u.signature,
     (SELECT count(*) FROM events e
      WHERE e.tenant_id = u.tenant_id AND e.signature = u.signature
@@ -31,8 +35,10 @@ SELECT u.tenant_id, u.signature,
 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(tenant_id, signature, since)
 WHERE NOT EXISTS (SELECT 1 FROM incidents i
                   WHERE i.tenant_id = u.tenant_id AND i.signature = u.signature
-                    AND (i.status <> 'RESOLVED'
-                         OR i.resolved_at > now() - make_interval(secs => $4)))";
+                    AND (i.status <> '{RESOLVED}'
+                         OR i.resolved_at > now() - make_interval(secs => $4)))"
+    )
+});
 
 /// Serialises the `open_after` decision per signature across concurrent
 /// transactions, in (tenant, signature) order so they cannot deadlock: the
@@ -71,7 +77,7 @@ pub(super) async fn apply_open_after(
         )
         .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<GateRow> = sqlx::query_as(HELD_BACK)
+    let rows: Vec<GateRow> = sqlx::query_as(HELD_BACK.as_str())
         .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
         .bind(
             gated
