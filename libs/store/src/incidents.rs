@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::status::StatusColumn;
+use crate::states::StateColumn;
 use crate::{Store, StoreError};
 
 /// An incident as the API shows it.
@@ -19,7 +19,7 @@ pub struct Incident {
     pub error_code: String,
     pub vendor: Option<String>,
     pub step: Option<String>,
-    #[sqlx(try_from = "StatusColumn")]
+    #[sqlx(try_from = "StateColumn<IncidentStatus>")]
     pub status: IncidentStatus,
     pub event_count: i64,
     pub first_seen: DateTime<Utc>,
@@ -46,8 +46,8 @@ pub struct Transition {
 /// A transition as stored.
 #[derive(sqlx::FromRow)]
 struct TransitionRow {
-    from_status: Option<StatusColumn>,
-    to_status: StatusColumn,
+    from_status: Option<StateColumn<IncidentStatus>>,
+    to_status: StateColumn<IncidentStatus>,
     at: DateTime<Utc>,
     actor: String,
     reason: String,
@@ -101,7 +101,7 @@ impl Store {
         let limit = f.limit.clamp(1, 500);
         let mut items: Vec<Incident> = sqlx::query_as(LIST_SQL)
             .bind(f.tenant)
-            .bind(f.status.map(StatusColumn))
+            .bind(f.status.map(StateColumn))
             .bind(f.workflow_id.as_deref())
             .bind(f.vendor.as_deref())
             .bind(f.after.map(|a| a.0))

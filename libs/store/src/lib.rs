@@ -14,7 +14,7 @@ mod incidents;
 mod ingest;
 mod outbox;
 mod safety;
-mod status;
+mod states;
 mod tenants;
 
 use std::time::Duration;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 use crate::StoreError;
-use crate::status::{RESOLVED, StatusColumn};
+use crate::states::{RESOLVED, StateColumn};
 
 /// An incident row a statement touched: its id and (tenant, signature).
 #[derive(sqlx::FromRow)]
@@ -27,8 +27,8 @@ struct IncidentKeyRow {
 struct StreakRow {
     id: Uuid,
     tenant_id: Uuid,
-    status: StatusColumn,
-    before: StatusColumn,
+    status: StateColumn<IncidentStatus>,
+    before: StateColumn<IncidentStatus>,
 }
 /// Re-opens, per (tenant, signature), the incident resolved latest inside
 /// the re-open window, unless the signature has an open one. `$4` = `NEW`.
@@ -132,7 +132,7 @@ pub(super) async fn open_or_update(
             .bind(&tenants)
             .bind(&sigs)
             .bind(settings.reopen_window_secs as f64)
-            .bind(StatusColumn(IncidentStatus::New))
+            .bind(StateColumn(IncidentStatus::New))
             .fetch_all(&mut *tx)
             .await?;
         let reopened: BTreeMap<(Uuid, String), Uuid> = reopened
@@ -162,7 +162,7 @@ pub(super) async fn open_or_update(
             .bind(groups.iter().map(|g| g.count).collect::<Vec<_>>())
             .bind(groups.iter().map(|g| g.first_seen).collect::<Vec<_>>())
             .bind(groups.iter().map(|g| g.last_seen).collect::<Vec<_>>())
-            .bind(StatusColumn(IncidentStatus::New))
+            .bind(StateColumn(IncidentStatus::New))
             .fetch_all(&mut *tx)
             .await?;
         let fresh: HashSet<Uuid> = fresh_ids.into_iter().collect();
@@ -225,7 +225,7 @@ pub(super) async fn count_successes(
             .bind(successes.iter().map(|e| e.step.clone()).collect::<Vec<_>>())
             .bind(successes.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
             .bind(i32::try_from(settings.auto_resolve_successes).unwrap_or(i32::MAX))
-            .bind(StatusColumn(IncidentStatus::Resolved))
+            .bind(StateColumn(IncidentStatus::Resolved))
             .fetch_all(&mut *tx)
             .await?;
         for r in rows {
@@ -247,15 +247,15 @@ pub(super) async fn write_transitions(
 ) -> Result<(), StoreError> {
     let mut tenants = Vec::new();
     let mut ids = Vec::new();
-    let mut from: Vec<Option<StatusColumn>> = Vec::new();
+    let mut from: Vec<Option<StateColumn<IncidentStatus>>> = Vec::new();
     let mut to = Vec::new();
     let mut actor = Vec::new();
     let mut reason = Vec::new();
     for o in opened {
         tenants.push(o.tenant_id);
         ids.push(o.id);
-        from.push(o.reopened.then_some(StatusColumn(IncidentStatus::Resolved)));
-        to.push(StatusColumn(IncidentStatus::New));
+        from.push(o.reopened.then_some(StateColumn(IncidentStatus::Resolved)));
+        to.push(StateColumn(IncidentStatus::New));
         actor.push("detector");
         reason.push(if o.reopened {
             format!(
@@ -269,8 +269,8 @@ pub(super) async fn write_transitions(
     for (id, tenant, before) in resolved {
         tenants.push(*tenant);
         ids.push(*id);
-        from.push(Some(StatusColumn(*before)));
-        to.push(StatusColumn(IncidentStatus::Resolved));
+        from.push(Some(StateColumn(*before)));
+        to.push(StateColumn(IncidentStatus::Resolved));
         actor.push("auto-resolve");
         reason.push(format!(
             "{} successes of the same step after the last failure",

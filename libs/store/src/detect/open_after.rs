@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::StoreError;
-use crate::status::RESOLVED;
+use crate::states::RESOLVED;
 
 /// A gated signature's failures inside its `open_after` window.
 #[derive(sqlx::FromRow)]

@@ -1,5 +1,6 @@
-//! Incident statuses in SQL: bound and read as the enum, stored as its
-//! text, so no query spells a status in Rust.
+//! States in SQL: incident statuses and breaker states are bound and read
+//! as their enums and stored as their names (`text`), so no query spells a
+//! state in Rust.
 //!
 //! Predicates that a partial index is built on (`status <> 'RESOLVED'`,
 //! `status = 'RESOLVED'`) stay literals in the SQL, built once from
@@ -7,7 +8,11 @@
 //! repeat its index's predicate literally, and a parameter there would keep
 //! a prepared statement's generic plan off the index.
 
+use std::fmt::Display;
+use std::str::FromStr;
+
 use awfdrs_domain::IncidentStatus;
+use awfdrs_safety::breaker::BreakerState;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, PgValueRef, Postgres};
@@ -16,18 +21,42 @@ use sqlx::{Decode, Encode, Type};
 /// `RESOLVED`, for the SQL that must hold it literally.
 pub(crate) const RESOLVED: &str = IncidentStatus::Resolved.as_str();
 
-/// An [`IncidentStatus`] as a `text` column or parameter. Reading a text
-/// that is no status is a decode error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusColumn(pub IncidentStatus);
+/// A state stored by its name.
+pub trait StateName: Copy + FromStr<Err: Display> {
+    /// The name in the database.
+    fn name(self) -> &'static str;
+}
 
-impl From<StatusColumn> for IncidentStatus {
-    fn from(column: StatusColumn) -> Self {
+impl StateName for IncidentStatus {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl StateName for BreakerState {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// A state as a `text` column or parameter. Reading a text that names no
+/// state is a decode error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateColumn<T>(pub T);
+
+impl From<StateColumn<IncidentStatus>> for IncidentStatus {
+    fn from(column: StateColumn<IncidentStatus>) -> Self {
         column.0
     }
 }
 
-impl Type<Postgres> for StatusColumn {
+impl From<StateColumn<BreakerState>> for BreakerState {
+    fn from(column: StateColumn<BreakerState>) -> Self {
+        column.0
+    }
+}
+
+impl<T: StateName> Type<Postgres> for StateColumn<T> {
     fn type_info() -> PgTypeInfo {
         <&str as Type<Postgres>>::type_info()
     }
@@ -37,7 +66,7 @@ impl Type<Postgres> for StatusColumn {
     }
 }
 
-impl PgHasArrayType for StatusColumn {
+impl<T: StateName> PgHasArrayType for StateColumn<T> {
     fn array_type_info() -> PgTypeInfo {
         <&str as PgHasArrayType>::array_type_info()
     }
@@ -47,15 +76,16 @@ impl PgHasArrayType for StatusColumn {
     }
 }
 
-impl Encode<'_, Postgres> for StatusColumn {
+impl<T: StateName> Encode<'_, Postgres> for StateColumn<T> {
     fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
-        <&str as Encode<'_, Postgres>>::encode(self.0.as_str(), buf)
+        <&str as Encode<'_, Postgres>>::encode(self.0.name(), buf)
     }
 }
 
-impl<'r> Decode<'r, Postgres> for StatusColumn {
+impl<'r, T: StateName> Decode<'r, Postgres> for StateColumn<T> {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
         let text = <&str as Decode<'r, Postgres>>::decode(value)?;
-        Ok(Self(text.parse::<IncidentStatus>()?))
+        let state = text.parse::<T>().map_err(|e| e.to_string())?;
+        Ok(Self(state))
     }
 }
