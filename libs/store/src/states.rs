@@ -89,3 +89,36 @@ impl<'r, T: StateName> Decode<'r, Postgres> for StateColumn<T> {
         Ok(Self(state))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::PgPool;
+
+    use super::*;
+
+    #[sqlx::test(migrations = false)]
+    async fn a_state_is_written_by_its_name_and_read_back(pool: PgPool) {
+        let name: String = sqlx::query_scalar("SELECT $1::text")
+            .bind(StateColumn(BreakerState::HalfOpen))
+            .fetch_one(&pool)
+            .await
+            .expect("bound");
+        assert_eq!(name, "HALF_OPEN");
+        let read: StateColumn<IncidentStatus> = sqlx::query_scalar("SELECT 'ANALYZING'::text")
+            .fetch_one(&pool)
+            .await
+            .expect("read");
+        assert_eq!(read.0, IncidentStatus::Analyzing);
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_text_that_names_no_state_is_a_decode_error(pool: PgPool) {
+        let read = sqlx::query_scalar::<_, StateColumn<IncidentStatus>>("SELECT 'OPEN'::text")
+            .fetch_one(&pool)
+            .await;
+        assert!(
+            matches!(read, Err(sqlx::Error::ColumnDecode { .. })),
+            "{read:?}"
+        );
+    }
+}
