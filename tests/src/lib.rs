@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use awfdrs_bus::Namespace;
+use awfdrs_bus::{Namespace, Topic};
 use awfdrs_config::{Config, Env};
 use awfdrs_runtime::{Context, Harness};
 use awfdrs_store::{Store, Tenant};
@@ -587,7 +587,7 @@ pub async fn dead_letters(
             })
             .collect();
     }
-    let name = Namespace::new(ns).expect("namespace").dlq_stream();
+    let name = Namespace::new(ns).expect("namespace").stream(Topic::Dlq);
     let Ok(mut stream) = js.get_stream(&name).await else {
         return Vec::new();
     };

@@ -1,6 +1,7 @@
 //! `awfdrs incidents ...`: reading incidents.
 
 use awfdrs_config::Config;
+use awfdrs_domain::IncidentStatus;
 use awfdrs_store::IncidentFilter;
 use clap::Subcommand;
 
@@ -12,6 +13,7 @@ pub enum IncidentsCommand {
         /// Only this tenant's (slug); all tenants otherwise.
         #[arg(long)]
         tenant: Option<String>,
+        /// Only incidents in this status: NEW, ANALYZING, ACTIONED or RESOLVED.
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 50)]
@@ -24,13 +26,18 @@ pub enum IncidentsCommand {
 
 /// Runs an incident command against the database.
 pub async fn run(config: Config, command: IncidentsCommand) -> anyhow::Result<()> {
-    let store = crate::connect::store(&config).await?;
     let IncidentsCommand::List {
         tenant,
         status,
         limit,
         json,
     } = command;
+    let status = status
+        .as_deref()
+        .map(str::parse::<IncidentStatus>)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let store = crate::connect::store(&config).await?;
     let tenant_id = match tenant {
         Some(slug) => Some(
             store

@@ -71,14 +71,17 @@ pub(crate) async fn list_incidents(
         if !bad.is_empty() {
             return Err(Problem::invalid(bad));
         }
-        if let Some(s) = &q.status
-            && let Err(reason) = s.parse::<awfdrs_domain::IncidentStatus>()
-        {
-            return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
-                field: "status".into(),
-                reason,
-            }]));
-        }
+        let status = q
+            .status
+            .as_deref()
+            .map(str::parse::<awfdrs_domain::IncidentStatus>)
+            .transpose()
+            .map_err(|reason| {
+                Problem::invalid(vec![awfdrs_domain::FieldError {
+                    field: "status".into(),
+                    reason,
+                }])
+            })?;
         let limit = q.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(Problem::invalid(vec![awfdrs_domain::FieldError {
@@ -92,7 +95,7 @@ pub(crate) async fn list_incidents(
             .store
             .list_incidents(&IncidentFilter {
                 tenant: caller.scope(),
-                status: q.status,
+                status,
                 workflow_id: q.workflow_id,
                 vendor: q.vendor,
                 after,

@@ -25,7 +25,7 @@ pub use consumer::{
     ConsumerSpec, DeadLetter, DeadLetterSink, Delivery, Disposition, Handler, Outcome,
 };
 pub use error::BusError;
-pub use names::{Namespace, Stage};
+pub use names::{Namespace, Source, Stage, Topic};
 
 /// A connection to NATS and JetStream in one namespace. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -7,12 +7,13 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 
-use crate::names::Stage;
+use crate::names::{Namespace, Source, Stage, Topic};
 use crate::{Bus, BusError};
 
 /// How long JetStream remembers message ids for de-duplication.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
-/// How long events stay in the stream (the database is the record).
+/// How long events, incidents, decisions, escalations and commands stay in
+/// their streams (the database is the record).
 pub const EVENTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long dead letters are kept for inspection and replay.
 pub const DLQ_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -32,26 +33,12 @@ impl Bus {
     /// When a stream cannot be created or updated.
     pub async fn declare_streams(&self) -> Result<(), BusError> {
         let ns = self.ns();
-        let streams = [
-            stream::Config {
-                name: ns.events_stream(),
-                subjects: vec![ns.events_all()],
-                max_age: EVENTS_MAX_AGE,
-                ..base_stream(self.replicas())
-            },
-            stream::Config {
-                name: ns.incidents_stream(),
-                subjects: vec![ns.incidents_all()],
-                max_age: EVENTS_MAX_AGE,
-                ..base_stream(self.replicas())
-            },
-            stream::Config {
-                name: ns.dlq_stream(),
-                subjects: vec![ns.dlq_all()],
-                max_age: DLQ_MAX_AGE,
-                ..base_stream(self.replicas())
-            },
-        ];
+        let streams = Topic::ALL.map(|topic| stream::Config {
+            name: ns.stream(topic),
+            subjects: vec![ns.subjects(topic)],
+            max_age: max_age(topic),
+            ..base_stream(self.replicas())
+        });
         for config in streams {
             let name = config.name.clone();
             match self.js().get_stream(&name).await {
@@ -81,9 +68,11 @@ impl Bus {
         stage: Stage,
         settings: &ConsumerSettings,
     ) -> Result<(), BusError> {
-        let ns = self.ns();
-        let (stream_name, filter) = ns.source(stage);
-        let name = ns.consumer(stage);
+        let Source {
+            stream: stream_name,
+            filter,
+            consumer: name,
+        } = source(self.ns(), stage)?;
         let config = pull::Config {
             durable_name: Some(name.clone()),
             description: Some(format!("AWFDRS {stage}")),
@@ -117,7 +106,7 @@ impl Bus {
     /// When a stream exists but cannot be deleted.
     pub async fn delete_streams(&self) -> Result<(), BusError> {
         let ns = self.ns();
-        for name in [ns.events_stream(), ns.incidents_stream(), ns.dlq_stream()] {
+        for name in Topic::ALL.map(|topic| ns.stream(topic)) {
             if self.js().get_stream(&name).await.is_ok() {
                 self.js()
                     .delete_stream(&name)
@@ -135,7 +124,7 @@ impl Bus {
     /// # Errors
     /// When the stream cannot be read.
     pub async fn events_stored(&self) -> Result<u64, BusError> {
-        let name = self.ns().events_stream();
+        let name = self.ns().stream(Topic::Events);
         let mut stream = self
             .js()
             .get_stream(&name)
@@ -153,8 +142,11 @@ impl Bus {
     /// # Errors
     /// When the consumer cannot be read.
     pub async fn consumer_backlog(&self, stage: Stage) -> Result<u64, BusError> {
-        let ns = self.ns();
-        let (stream_name, name) = (ns.source(stage).0, ns.consumer(stage));
+        let Source {
+            stream: stream_name,
+            consumer: name,
+            ..
+        } = source(self.ns(), stage)?;
         let stream = self
             .js()
             .get_stream(&stream_name)
@@ -170,6 +162,28 @@ impl Bus {
             .map_err(|e| BusError::Topology(format!("consumer {name}: {e}")))?;
         Ok(info.num_pending + info.num_ack_pending as u64)
     }
+}
+
+/// How long a topic's messages are kept.
+fn max_age(topic: Topic) -> Duration {
+    match topic {
+        Topic::Dlq => DLQ_MAX_AGE,
+        Topic::Events
+        | Topic::Incidents
+        | Topic::Decisions
+        | Topic::Escalations
+        | Topic::Commands => EVENTS_MAX_AGE,
+    }
+}
+
+/// Where `stage` reads.
+///
+/// # Errors
+/// [`BusError::Topology`] for a stage that reads no stream.
+pub(crate) fn source(ns: &Namespace, stage: Stage) -> Result<Source, BusError> {
+    stage
+        .source(ns)
+        .ok_or_else(|| BusError::Topology(format!("stage {stage} reads no stream")))
 }
 
 fn base_stream(replicas: usize) -> stream::Config {

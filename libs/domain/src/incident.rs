@@ -28,8 +28,9 @@ impl IncidentStatus {
 }
 
 impl fmt::Display for IncidentStatus {
+    /// The name, padded to the formatter's width (tables).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }
 
@@ -45,5 +46,33 @@ impl FromStr for IncidentStatus {
                 "unknown incident status {other:?}: expected NEW, ANALYZING, ACTIONED or RESOLVED"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [IncidentStatus; 4] = [
+        IncidentStatus::New,
+        IncidentStatus::Analyzing,
+        IncidentStatus::Actioned,
+        IncidentStatus::Resolved,
+    ];
+
+    #[test]
+    fn every_status_reads_back_from_its_name_and_its_json() {
+        for s in ALL {
+            assert_eq!(s.as_str().parse::<IncidentStatus>(), Ok(s));
+            let json = serde_json::to_value(s).expect("serialize");
+            assert_eq!(json, s.as_str());
+        }
+        assert!("OPEN".parse::<IncidentStatus>().is_err());
+        assert!("resolved".parse::<IncidentStatus>().is_err());
+    }
+
+    #[test]
+    fn a_status_is_padded_to_the_width_asked_for() {
+        assert_eq!(format!("{:<10}|", IncidentStatus::New), "NEW       |");
     }
 }

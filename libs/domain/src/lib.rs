@@ -1,6 +1,7 @@
 //! The domain of AWFDRS as plain data and pure functions: the ingestion
 //! contract (`WorkflowEventV1` and its validation, from bytes to events),
-//! slugs, stable ids, failure signatures, incident states, Standard Webhooks
+//! slugs, stable ids, failure signatures, how failures group into incidents,
+//! incident states, Standard Webhooks
 //! signatures (the gateway verifies them, the CLI signs), and the rules for
 //! producer text that reaches a header, a column or a log.
 //!
@@ -12,6 +13,7 @@
 pub mod body;
 pub mod decision;
 pub mod event;
+pub mod grouping;
 pub mod ids;
 pub mod incident;
 pub mod messages;

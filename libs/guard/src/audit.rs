@@ -57,8 +57,8 @@ impl Recorder {
         );
         let row = NewBreakerTransition {
             vendor: made.vendor.to_owned(),
-            from_state: t.from.as_str(),
-            to_state: t.to.as_str(),
+            from_state: t.from,
+            to_state: t.to,
             at: to_utc(t.at),
             actor: made.actor.to_owned(),
             reason: t.reason.clone(),

@@ -1,10 +1,12 @@
 //! Reading incidents: lists with keyset pagination, and one incident with
 //! its timeline.
 
+use awfdrs_domain::IncidentStatus;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::states::StateColumn;
 use crate::{Store, StoreError};
 
 /// An incident as the API shows it.
@@ -17,7 +19,8 @@ pub struct Incident {
     pub error_code: String,
     pub vendor: Option<String>,
     pub step: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "StateColumn<IncidentStatus>")]
+    pub status: IncidentStatus,
     pub event_count: i64,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -31,13 +34,35 @@ pub struct Incident {
 }
 
 /// One entry of an incident's timeline.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Transition {
-    pub from_status: Option<String>,
-    pub to_status: String,
+    pub from_status: Option<IncidentStatus>,
+    pub to_status: IncidentStatus,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub reason: String,
+}
+
+/// A transition as stored.
+#[derive(sqlx::FromRow)]
+struct TransitionRow {
+    from_status: Option<StateColumn<IncidentStatus>>,
+    to_status: StateColumn<IncidentStatus>,
+    at: DateTime<Utc>,
+    actor: String,
+    reason: String,
+}
+
+impl From<TransitionRow> for Transition {
+    fn from(r: TransitionRow) -> Self {
+        Self {
+            from_status: r.from_status.map(IncidentStatus::from),
+            to_status: r.to_status.into(),
+            at: r.at,
+            actor: r.actor,
+            reason: r.reason,
+        }
+    }
 }
 
 /// An incident with its timeline.
@@ -52,7 +77,7 @@ pub struct IncidentDetail {
 #[derive(Debug, Clone, Default)]
 pub struct IncidentFilter {
     pub tenant: Option<Uuid>,
-    pub status: Option<String>,
+    pub status: Option<IncidentStatus>,
     pub workflow_id: Option<String>,
     pub vendor: Option<String>,
     /// Keyset cursor: the (last_seen, id) of the last row of the previous page.
@@ -76,7 +101,7 @@ impl Store {
         let limit = f.limit.clamp(1, 500);
         let mut items: Vec<Incident> = sqlx::query_as(LIST_SQL)
             .bind(f.tenant)
-            .bind(f.status.as_deref())
+            .bind(f.status.map(StateColumn))
             .bind(f.workflow_id.as_deref())
             .bind(f.vendor.as_deref())
             .bind(f.after.map(|a| a.0))
@@ -109,7 +134,7 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let timeline = sqlx::query_as(
+        let timeline: Vec<TransitionRow> = sqlx::query_as(
             "SELECT from_status, to_status, at, actor, reason FROM incident_transitions
              WHERE tenant_id = $1 AND incident_id = $2 ORDER BY id",
         )
@@ -117,6 +142,7 @@ impl Store {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
+        let timeline = timeline.into_iter().map(Transition::from).collect();
         Ok(IncidentDetail { incident, timeline })
     }
 

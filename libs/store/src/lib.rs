@@ -17,6 +17,7 @@ mod incidents;
 mod ingest;
 mod outbox;
 mod safety;
+mod states;
 mod tenants;
 mod work;
 

@@ -6,19 +6,20 @@
 //! shared by every tenant (see the migration). The per-vendor hourly retry
 //! count is, for the same reason, the one count across tenants.
 
+use awfdrs_safety::breaker::BreakerState;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::states::StateColumn;
 use crate::{Store, StoreError};
 
 /// A breaker transition to record.
 #[derive(Debug, Clone)]
 pub struct NewBreakerTransition {
     pub vendor: String,
-    /// `CLOSED`, `OPEN` or `HALF_OPEN`.
-    pub from_state: &'static str,
-    pub to_state: &'static str,
+    pub from_state: BreakerState,
+    pub to_state: BreakerState,
     pub at: DateTime<Utc>,
     /// Who or what made it: `detector:<worker>`, `clock:<worker>`,
     /// `probe:<holder>`, `operator:<name>`.
@@ -34,8 +35,10 @@ pub struct NewBreakerTransition {
 pub struct BreakerTransitionRow {
     pub id: i64,
     pub vendor: String,
-    pub from_state: String,
-    pub to_state: String,
+    #[sqlx(try_from = "StateColumn<BreakerState>")]
+    pub from_state: BreakerState,
+    #[sqlx(try_from = "StateColumn<BreakerState>")]
+    pub to_state: BreakerState,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub reason: String,
@@ -150,8 +153,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let res = sqlx::query(INSERT_TRANSITION)
             .bind(&t.vendor)
-            .bind(t.from_state)
-            .bind(t.to_state)
+            .bind(StateColumn(t.from_state))
+            .bind(StateColumn(t.to_state))
             .bind(t.at)
             .bind(&t.actor)
             .bind(&t.reason)

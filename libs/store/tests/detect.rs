@@ -2,6 +2,7 @@
 
 mod common;
 
+use awfdrs_domain::IncidentStatus;
 use common::Detect as _;
 
 use awfdrs_store::DetectBatch;
@@ -27,7 +28,7 @@ async fn failures_of_one_signature_open_one_incident_with_one_outbox_row(pool: P
     assert_eq!(rows, store.stale_outbox(0, 10).await.unwrap());
     let detail = store.incident(Some(t.id), out.opened[0].id).await.unwrap();
     assert_eq!(detail.incident.event_count, 2);
-    assert_eq!(detail.incident.status, "NEW");
+    assert_eq!(detail.incident.status, IncidentStatus::New);
     assert_eq!(detail.timeline.len(), 1);
 
     // A redelivered batch changes nothing.
@@ -70,7 +71,7 @@ async fn enough_successes_resolve_and_a_new_failure_reopens(pool: PgPool) {
     assert_eq!(out.resolved, [id]);
     assert_eq!(
         store.incident(None, id).await.unwrap().incident.status,
-        "RESOLVED"
+        IncidentStatus::Resolved
     );
 
     let out = store
@@ -94,12 +95,16 @@ async fn enough_successes_resolve_and_a_new_failure_reopens(pool: PgPool) {
     assert!(out.opened[0].reopened);
     let detail = store.incident(None, id).await.unwrap();
     assert_eq!(detail.incident.reopen_count, 1);
-    let to: Vec<&str> = detail
+    let steps: Vec<(Option<IncidentStatus>, IncidentStatus)> = detail
         .timeline
         .iter()
-        .map(|t| t.to_status.as_str())
+        .map(|t| (t.from_status, t.to_status))
         .collect();
-    assert_eq!(to, ["NEW", "RESOLVED", "NEW"]);
+    use IncidentStatus::{New, Resolved};
+    assert_eq!(
+        steps,
+        [(None, New), (Some(New), Resolved), (Some(Resolved), New)]
+    );
 }
 
 #[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]

@@ -2,6 +2,7 @@
 
 mod common;
 
+use awfdrs_domain::IncidentStatus;
 use common::Detect as _;
 
 use awfdrs_store::{DetectBatch, IncidentFilter, Store, StoreError, Tenant};
@@ -84,7 +85,7 @@ async fn filters_narrow_the_list(pool: PgPool) {
     );
     let resolved = IncidentFilter {
         tenant: Some(t.id),
-        status: Some("RESOLVED".to_owned()),
+        status: Some(IncidentStatus::Resolved),
         limit: 50,
         ..Default::default()
     };
@@ -97,7 +98,7 @@ async fn filters_narrow_the_list(pool: PgPool) {
             .is_empty()
     );
     let new = IncidentFilter {
-        status: Some("NEW".to_owned()),
+        status: Some(IncidentStatus::New),
         ..resolved
     };
     assert_eq!(store.list_incidents(&new).await.unwrap().items.len(), 3);

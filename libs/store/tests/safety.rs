@@ -2,6 +2,7 @@
 
 mod common;
 
+use awfdrs_safety::breaker::BreakerState;
 use common::Detect as _;
 
 use awfdrs_store::{DetectBatch, NewBreakerTransition, NewRetryAttempt, RetryAttemptCounts, Store};
@@ -12,8 +13,8 @@ use uuid::Uuid;
 fn transition(vendor: &str, revision: i64, at: chrono::DateTime<Utc>) -> NewBreakerTransition {
     NewBreakerTransition {
         vendor: vendor.to_owned(),
-        from_state: "CLOSED",
-        to_state: "OPEN",
+        from_state: BreakerState::Closed,
+        to_state: BreakerState::Open,
         at,
         actor: "detector:w1".to_owned(),
         reason: "failure rate over threshold".to_owned(),
@@ -76,7 +77,7 @@ async fn a_breaker_transition_is_recorded_once_per_kv_write(pool: PgPool) {
     assert_eq!(vendors, ["twilio", "stripe"]);
     let stripe = store.breaker_transitions(Some("stripe"), 10).await.unwrap();
     assert_eq!(stripe.len(), 1);
-    assert_eq!(stripe[0].to_state, "OPEN");
+    assert_eq!(stripe[0].to_state, BreakerState::Open);
     assert_eq!(stripe[0].kv_revision, 4);
 }
 

@@ -38,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::headers;
-use crate::names::Stage;
-use crate::topology::ConsumerSettings;
+use crate::names::{Source, Stage};
+use crate::topology::{ConsumerSettings, source};
 use crate::{Bus, BusError, decoded_headers, lookup};
 
 pub use policy::{Disposition, disposition, nak_delay, payload_fits, probe_delay, progress_every};
@@ -156,11 +156,14 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
     health: TaskHealth,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let ns = bus.ns().clone();
-    let name = ns.consumer(spec.stage);
+    let Source {
+        stream,
+        consumer: name,
+        ..
+    } = source(bus.ns(), spec.stage)?;
     let consumer: jetstream::consumer::PullConsumer = bus
         .js()
-        .get_consumer_from_stream(&name, &stream_of(&bus, spec.stage))
+        .get_consumer_from_stream(&name, &stream)
         .await
         .map_err(|e| BusError::Topology(format!("consumer {name}: {e}")))?;
     let mut messages = Some(pull(&consumer, &spec, &name).await?);
@@ -311,10 +314,6 @@ async fn pull(
         .messages()
         .await
         .map_err(|e| BusError::Unavailable(format!("consumer {name}: {e}")))
-}
-
-pub(super) fn stream_of(bus: &Bus, stage: Stage) -> String {
-    bus.ns().source(stage).0
 }
 
 fn delivery(msg: jetstream::Message) -> Option<Delivery> {

@@ -22,14 +22,17 @@ use super::policy::{
 };
 use super::{
     ConsumerSpec, DeadLetter, DeadLetterSink, Delivery, Disposition, Handler, Outcome, disposition,
-    stream_of,
 };
+use crate::names::Source;
+use crate::topology::source;
 
 impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
     /// Whether the stage's durable consumer still exists (a server that
     /// cannot be asked counts as yes: the pull will tell).
     pub(super) async fn consumer_exists(&self) -> bool {
-        let stream = stream_of(&self.bus, self.spec.stage);
+        let Ok(Source { stream, .. }) = source(self.bus.ns(), self.spec.stage) else {
+            return false;
+        };
         match self
             .bus
             .js()

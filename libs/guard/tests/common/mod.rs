@@ -138,7 +138,8 @@ impl World {
         self.rules_dir.path().to_owned()
     }
 
-    /// Rows of `vendor` in breaker_transitions as (from, to, actor, reason).
+    /// Rows of `vendor` in breaker_transitions as (from, to, actor, reason),
+    /// the states by their names.
     pub async fn transitions(&self, vendor: &str) -> Vec<(String, String, String, String)> {
         let mut rows = self
             .store
@@ -147,7 +148,10 @@ impl World {
             .unwrap();
         rows.reverse();
         rows.into_iter()
-            .map(|r| (r.from_state, r.to_state, r.actor, r.reason))
+            .map(|r| {
+                let (from, to) = (r.from_state.to_string(), r.to_state.to_string());
+                (from, to, r.actor, r.reason)
+            })
             .collect()
     }
 

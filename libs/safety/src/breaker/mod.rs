@@ -73,6 +73,20 @@ impl fmt::Display for BreakerState {
     }
 }
 
+impl std::str::FromStr for BreakerState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "CLOSED" => Ok(Self::Closed),
+            "OPEN" => Ok(Self::Open),
+            "HALF_OPEN" => Ok(Self::HalfOpen),
+            other => Err(format!(
+                "unknown breaker state {other:?}: expected CLOSED, OPEN or HALF_OPEN"
+            )),
+        }
+    }
+}
+
 /// A probe slot taken while half-open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Probe {

@@ -271,3 +271,15 @@ fn a_half_open_breaker_no_one_probes_stays_half_open() {
     assert_eq!((b.state(), t), (BreakerState::HalfOpen, None));
     assert_eq!(check(&b, &settings(), at(1_000_000)), Admission::Probe);
 }
+
+#[test]
+fn every_breaker_state_reads_back_from_its_name() {
+    for s in [
+        BreakerState::Closed,
+        BreakerState::Open,
+        BreakerState::HalfOpen,
+    ] {
+        assert_eq!(s.as_str().parse::<BreakerState>(), Ok(s));
+    }
+    assert!("half_open".parse::<BreakerState>().is_err());
+}

@@ -3,29 +3,16 @@
 //! auto-resolve; every status change gets its transition.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
 
-use chrono::{DateTime, Utc};
+use awfdrs_domain::IncidentStatus;
+use awfdrs_domain::grouping::{self, Failure, OpenAfter, SignatureGroup};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 use crate::StoreError;
-
-#[derive(Debug)]
-/// Newly persisted failures of one signature.
-pub(super) struct SignatureGroup {
-    pub(super) tenant_id: Uuid,
-    pub(super) signature: String,
-    pub(super) workflow_id: String,
-    pub(super) error_code: String,
-    pub(super) vendor: Option<String>,
-    pub(super) step: Option<String>,
-    pub(super) count: i64,
-    pub(super) first_seen: DateTime<Utc>,
-    pub(super) last_seen: DateTime<Utc>,
-    pub(super) correlation_id: String,
-    pub(super) open_after: Option<(i64, f64)>,
-}
+use crate::states::{RESOLVED, StateColumn};
 
 /// An incident row a statement touched: its id and (tenant, signature).
 #[derive(sqlx::FromRow)]
@@ -40,39 +27,50 @@ struct IncidentKeyRow {
 struct StreakRow {
     id: Uuid,
     tenant_id: Uuid,
-    status: String,
-    before: String,
+    status: StateColumn<IncidentStatus>,
+    before: StateColumn<IncidentStatus>,
 }
-const REOPEN: &str = "
+/// Re-opens, per (tenant, signature), the incident resolved latest inside
+/// the re-open window, unless the signature has an open one. `$4` = `NEW`.
+static REOPEN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH candidates AS (
     SELECT DISTINCT ON (i.tenant_id, i.signature) i.id
     FROM incidents i
     JOIN UNNEST($1::uuid[], $2::text[]) AS u(tenant_id, signature)
       ON i.tenant_id = u.tenant_id AND i.signature = u.signature
-    WHERE i.status = 'RESOLVED'
+    WHERE i.status = '{RESOLVED}'
       AND i.resolved_at > now() - make_interval(secs => $3)
     ORDER BY i.tenant_id, i.signature, i.resolved_at DESC
 )
 UPDATE incidents i
-SET status = 'NEW', resolved_at = NULL, resolved_by = NULL, reopened_at = now(),
+SET status = $4, resolved_at = NULL, resolved_by = NULL, reopened_at = now(),
     reopen_count = i.reopen_count + 1, success_streak = 0, updated_at = now()
 FROM candidates c
 WHERE i.id = c.id
   AND NOT EXISTS (SELECT 1 FROM incidents o
                   WHERE o.tenant_id = i.tenant_id AND o.signature = i.signature
-                    AND o.status <> 'RESOLVED')
-RETURNING i.id, i.tenant_id, i.signature";
+                    AND o.status <> '{RESOLVED}')
+RETURNING i.id, i.tenant_id, i.signature"
+    )
+});
 
-const UPSERT_INCIDENTS: &str = "
+/// Opens an incident per group, or adds the group to the signature's open
+/// one (the conflict target repeats the partial unique index's predicate).
+/// `$11` = `NEW`.
+static UPSERT_INCIDENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 INSERT INTO incidents (id, tenant_id, signature, workflow_id, error_code, vendor, step, status,
     event_count, first_seen, last_seen)
-SELECT id, tenant_id, signature, workflow_id, error_code, vendor, step, 'NEW',
+SELECT id, tenant_id, signature, workflow_id, error_code, vendor, step, $11::text,
     event_count, first_seen, last_seen
 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
     $8::bigint[], $9::timestamptz[], $10::timestamptz[])
     AS u(id, tenant_id, signature, workflow_id, error_code, vendor, step, event_count,
     first_seen, last_seen)
-ON CONFLICT (tenant_id, signature) WHERE status <> 'RESOLVED' DO UPDATE
+ON CONFLICT (tenant_id, signature) WHERE status <> '{RESOLVED}' DO UPDATE
 SET event_count = incidents.event_count + EXCLUDED.event_count,
     first_seen = LEAST(incidents.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(incidents.last_seen, EXCLUDED.last_seen),
@@ -80,9 +78,15 @@ SET event_count = incidents.event_count + EXCLUDED.event_count,
     step = COALESCE(EXCLUDED.step, incidents.step),
     success_streak = 0,
     updated_at = now()
-RETURNING id, tenant_id, signature";
+RETURNING id, tenant_id, signature"
+    )
+});
 
-const COUNT_SUCCESSES: &str = "
+/// Advances the success streak of the open incidents that successes follow,
+/// resolving those that reach `$5`; `$6` = `RESOLVED`.
+static COUNT_SUCCESSES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH s AS (
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])
         AS u(tenant_id, workflow_id, step, occurred_at)
@@ -92,19 +96,21 @@ WITH s AS (
     JOIN s ON i.tenant_id = s.tenant_id AND i.workflow_id = s.workflow_id
           AND (s.step IS NULL OR i.step IS NOT DISTINCT FROM s.step)
           AND s.occurred_at > i.last_seen
-    WHERE i.status <> 'RESOLVED'
+    WHERE i.status <> '{RESOLVED}'
     GROUP BY i.id
     ORDER BY i.id
 )
 UPDATE incidents i
 SET success_streak = i.success_streak + hits.n,
-    status = CASE WHEN $5 > 0 AND i.success_streak + hits.n >= $5 THEN 'RESOLVED' ELSE i.status END,
+    status = CASE WHEN $5 > 0 AND i.success_streak + hits.n >= $5 THEN $6::text ELSE i.status END,
     resolved_at = CASE WHEN $5 > 0 AND i.success_streak + hits.n >= $5 THEN now() ELSE i.resolved_at END,
     resolved_by = CASE WHEN $5 > 0 AND i.success_streak + hits.n >= $5 THEN 'auto-resolve' ELSE i.resolved_by END,
     updated_at = now()
 FROM hits
 WHERE i.id = hits.id
-RETURNING i.id, i.tenant_id, i.status, (SELECT status FROM incidents p WHERE p.id = i.id) AS before";
+RETURNING i.id, i.tenant_id, i.status, (SELECT status FROM incidents p WHERE p.id = i.id) AS before"
+    )
+});
 const TRANSITIONS: &str = "
 INSERT INTO incident_transitions (tenant_id, incident_id, from_status, to_status, actor, reason)
 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])";
@@ -122,10 +128,11 @@ pub(super) async fn open_or_update(
             .iter()
             .map(|g| (g.tenant_id, g.signature.clone()))
             .unzip();
-        let reopened: Vec<IncidentKeyRow> = sqlx::query_as(REOPEN)
+        let reopened: Vec<IncidentKeyRow> = sqlx::query_as(REOPEN.as_str())
             .bind(&tenants)
             .bind(&sigs)
             .bind(settings.reopen_window_secs as f64)
+            .bind(StateColumn(IncidentStatus::New))
             .fetch_all(&mut *tx)
             .await?;
         let reopened: BTreeMap<(Uuid, String), Uuid> = reopened
@@ -134,7 +141,7 @@ pub(super) async fn open_or_update(
             .collect();
 
         let fresh_ids: Vec<Uuid> = groups.iter().map(|_| Uuid::now_v7()).collect();
-        let rows: Vec<IncidentKeyRow> = sqlx::query_as(UPSERT_INCIDENTS)
+        let rows: Vec<IncidentKeyRow> = sqlx::query_as(UPSERT_INCIDENTS.as_str())
             .bind(&fresh_ids)
             .bind(&tenants)
             .bind(&sigs)
@@ -155,6 +162,7 @@ pub(super) async fn open_or_update(
             .bind(groups.iter().map(|g| g.count).collect::<Vec<_>>())
             .bind(groups.iter().map(|g| g.first_seen).collect::<Vec<_>>())
             .bind(groups.iter().map(|g| g.last_seen).collect::<Vec<_>>())
+            .bind(StateColumn(IncidentStatus::New))
             .fetch_all(&mut *tx)
             .await?;
         let fresh: HashSet<Uuid> = fresh_ids.into_iter().collect();
@@ -198,15 +206,15 @@ pub(super) async fn count_successes(
     batch: &DetectBatch,
     inserted: &[usize],
     settings: DetectSettings,
-) -> Result<Vec<(Uuid, Uuid, String)>, StoreError> {
+) -> Result<Vec<(Uuid, Uuid, IncidentStatus)>, StoreError> {
     let successes: Vec<&NewEvent> = inserted
         .iter()
         .map(|&i| &batch.events[i])
         .filter(|e| e.is_success)
         .collect();
-    let mut resolved_rows: Vec<(Uuid, Uuid, String)> = Vec::new();
+    let mut resolved_rows: Vec<(Uuid, Uuid, IncidentStatus)> = Vec::new();
     if !successes.is_empty() {
-        let rows: Vec<StreakRow> = sqlx::query_as(COUNT_SUCCESSES)
+        let rows: Vec<StreakRow> = sqlx::query_as(COUNT_SUCCESSES.as_str())
             .bind(successes.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
             .bind(
                 successes
@@ -217,11 +225,13 @@ pub(super) async fn count_successes(
             .bind(successes.iter().map(|e| e.step.clone()).collect::<Vec<_>>())
             .bind(successes.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
             .bind(i32::try_from(settings.auto_resolve_successes).unwrap_or(i32::MAX))
+            .bind(StateColumn(IncidentStatus::Resolved))
             .fetch_all(&mut *tx)
             .await?;
         for r in rows {
-            if r.status == "RESOLVED" && r.before != "RESOLVED" {
-                resolved_rows.push((r.id, r.tenant_id, r.before));
+            let (status, before) = (r.status.0, r.before.0);
+            if status == IncidentStatus::Resolved && before != IncidentStatus::Resolved {
+                resolved_rows.push((r.id, r.tenant_id, before));
             }
         }
     }
@@ -232,20 +242,20 @@ pub(super) async fn count_successes(
 pub(super) async fn write_transitions(
     tx: &mut sqlx::PgConnection,
     opened: &[OpenedIncident],
-    resolved: &[(Uuid, Uuid, String)],
+    resolved: &[(Uuid, Uuid, IncidentStatus)],
     settings: DetectSettings,
 ) -> Result<(), StoreError> {
     let mut tenants = Vec::new();
     let mut ids = Vec::new();
-    let mut from: Vec<Option<String>> = Vec::new();
+    let mut from: Vec<Option<StateColumn<IncidentStatus>>> = Vec::new();
     let mut to = Vec::new();
     let mut actor = Vec::new();
     let mut reason = Vec::new();
     for o in opened {
         tenants.push(o.tenant_id);
         ids.push(o.id);
-        from.push(o.reopened.then(|| "RESOLVED".to_owned()));
-        to.push("NEW");
+        from.push(o.reopened.then_some(StateColumn(IncidentStatus::Resolved)));
+        to.push(StateColumn(IncidentStatus::New));
         actor.push("detector");
         reason.push(if o.reopened {
             format!(
@@ -259,8 +269,8 @@ pub(super) async fn write_transitions(
     for (id, tenant, before) in resolved {
         tenants.push(*tenant);
         ids.push(*id);
-        from.push(Some(before.clone()));
-        to.push("RESOLVED");
+        from.push(Some(StateColumn(*before)));
+        to.push(StateColumn(IncidentStatus::Resolved));
         actor.push("auto-resolve");
         reason.push(format!(
             "{} successes of the same step after the last failure",
@@ -281,43 +291,25 @@ pub(super) async fn write_transitions(
         .await?;
     Ok(())
 }
-/// Aggregates newly persisted failures by signature, sorted by (tenant,
-/// signature) so concurrent detectors lock incidents in the same order.
+/// Groups the batch's newly persisted failures by signature (see
+/// [`group_failures`](awfdrs_domain::grouping::group_failures)).
 pub(super) fn group_failures(batch: &DetectBatch, inserted: &[usize]) -> Vec<SignatureGroup> {
-    let mut groups: BTreeMap<(Uuid, String), SignatureGroup> = BTreeMap::new();
-    for &i in inserted {
+    grouping::group_failures(inserted.iter().filter_map(|&i| {
         let e = &batch.events[i];
-        let (Some(sig), true) = (&e.signature, e.is_failure) else {
-            continue;
-        };
-        let g = groups
-            .entry((e.tenant_id, sig.clone()))
-            .or_insert_with(|| SignatureGroup {
-                tenant_id: e.tenant_id,
-                signature: sig.clone(),
-                workflow_id: e.workflow_id.clone(),
-                error_code: e.error_code.clone().unwrap_or_default(),
-                vendor: None,
-                step: None,
-                count: 0,
-                first_seen: e.occurred_at,
-                last_seen: e.occurred_at,
-                correlation_id: e.correlation_id.clone(),
-                open_after: e.open_after,
-            });
-        g.count += 1;
-        g.first_seen = g.first_seen.min(e.occurred_at);
-        if e.occurred_at >= g.last_seen {
-            g.last_seen = e.occurred_at;
-            g.vendor = e.vendor.clone().or(g.vendor.take());
-            g.step = e.step.clone().or(g.step.take());
-        }
-        if g.vendor.is_none() {
-            g.vendor = e.vendor.clone();
-        }
-        if g.step.is_none() {
-            g.step = e.step.clone();
-        }
-    }
-    groups.into_values().collect()
+        let signature = e.signature.as_deref().filter(|_| e.is_failure)?;
+        Some(Failure {
+            tenant_id: e.tenant_id,
+            signature,
+            workflow_id: &e.workflow_id,
+            error_code: e.error_code.as_deref(),
+            vendor: e.vendor.as_deref(),
+            step: e.step.as_deref(),
+            occurred_at: e.occurred_at,
+            correlation_id: &e.correlation_id,
+            open_after: e.open_after.map(|(failures, within_secs)| OpenAfter {
+                failures,
+                within_secs,
+            }),
+        })
+    }))
 }

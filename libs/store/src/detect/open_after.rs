@@ -2,27 +2,30 @@
 //! failures of its signature fall within a window.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
+use awfdrs_domain::grouping::{GateWindow, SignatureGroup};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::incidents::SignatureGroup;
 use crate::StoreError;
+use crate::states::RESOLVED;
 
 /// A gated signature's failures inside its `open_after` window.
 #[derive(sqlx::FromRow)]
 struct GateRow {
     tenant_id: Uuid,
     signature: String,
-    open: bool,
     recent: i64,
     first: Option<DateTime<Utc>>,
 }
 /// Gated signatures that could open a first incident: no open incident and
 /// none resolved inside the re-open window (a failure there re-opens it at
 /// once, the flapping guard), so every failure in the window is uncounted.
-const HELD_BACK: &str = "
-SELECT u.tenant_id, u.signature, false AS open,
+static HELD_BACK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+SELECT u.tenant_id, u.signature,
     (SELECT count(*) FROM events e
      WHERE e.tenant_id = u.tenant_id AND e.signature = u.signature
        AND e.occurred_at > u.since) AS recent,
@@ -32,8 +35,10 @@ SELECT u.tenant_id, u.signature, false AS open,
 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(tenant_id, signature, since)
 WHERE NOT EXISTS (SELECT 1 FROM incidents i
                   WHERE i.tenant_id = u.tenant_id AND i.signature = u.signature
-                    AND (i.status <> 'RESOLVED'
-                         OR i.resolved_at > now() - make_interval(secs => $4)))";
+                    AND (i.status <> '{RESOLVED}'
+                         OR i.resolved_at > now() - make_interval(secs => $4)))"
+    )
+});
 
 /// Serialises the `open_after` decision per signature across concurrent
 /// transactions, in (tenant, signature) order so they cannot deadlock: the
@@ -45,9 +50,6 @@ SELECT count(pg_advisory_xact_lock(k)) FROM (
     FROM UNNEST($1::uuid[], $2::text[]) AS u(tenant_id, signature)
     ORDER BY u.tenant_id, u.signature
 ) locks";
-/// The earliest failure in an `open_after` window, if any.
-type FirstSeen = Option<DateTime<Utc>>;
-
 /// Holds back the groups whose rule opens an incident only after N
 /// failures in a window, while there is no open incident and fewer than N
 /// failures (counting those just persisted) fall in the window; a group
@@ -64,13 +66,7 @@ pub(super) async fn apply_open_after(
     if gated.is_empty() {
         return Ok(());
     }
-    let since: Vec<DateTime<Utc>> = gated
-        .iter()
-        .map(|g| {
-            let secs = g.open_after.map_or(0.0, |o| o.1);
-            g.last_seen - chrono::Duration::milliseconds((secs * 1000.0) as i64)
-        })
-        .collect();
+    let since: Vec<DateTime<Utc>> = gated.iter().filter_map(|g| g.window_start()).collect();
     let _: i64 = sqlx::query_scalar(LOCK_GATED)
         .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
         .bind(
@@ -81,7 +77,7 @@ pub(super) async fn apply_open_after(
         )
         .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<GateRow> = sqlx::query_as(HELD_BACK)
+    let rows: Vec<GateRow> = sqlx::query_as(HELD_BACK.as_str())
         .bind(gated.iter().map(|g| g.tenant_id).collect::<Vec<_>>())
         .bind(
             gated
@@ -93,25 +89,19 @@ pub(super) async fn apply_open_after(
         .bind(reopen_window_secs as f64)
         .fetch_all(&mut *tx)
         .await?;
-    let state: BTreeMap<(Uuid, String), (bool, i64, FirstSeen)> = rows
+    let windows: BTreeMap<(Uuid, String), GateWindow> = rows
         .into_iter()
-        .map(|r| ((r.tenant_id, r.signature), (r.open, r.recent, r.first)))
+        .map(|r| {
+            let window = GateWindow {
+                failures: r.recent,
+                first: r.first,
+            };
+            ((r.tenant_id, r.signature), window)
+        })
         .collect();
     groups.retain_mut(|g| {
-        let Some((needed, _)) = g.open_after else {
-            return true;
-        };
-        match state.get(&(g.tenant_id, g.signature.clone())) {
-            Some((true, _, _)) | None => true,
-            Some((false, recent, first)) if *recent >= needed => {
-                g.count = *recent;
-                if let Some(first) = first {
-                    g.first_seen = g.first_seen.min(*first);
-                }
-                true
-            }
-            Some(_) => false,
-        }
+        let window = windows.get(&(g.tenant_id, g.signature.clone())).copied();
+        g.passes_gate(window)
     });
     Ok(())
 }
