@@ -275,8 +275,16 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
             }
             Some(Err(e)) => {
                 // A lost heartbeat or a reconnect: the stream recovers by
-                // itself; pause so a persistent failure cannot spin.
+                // itself, unless the consumer is gone (a missed heartbeat
+                // is all a deleted consumer may show); pause so a
+                // persistent failure cannot spin.
                 warn!(consumer = %lp.name, error = %e, "pull error");
+                if !lp.consumer_exists().await {
+                    return Err(BusError::Topology(format!(
+                        "consumer {} no longer exists",
+                        lp.name
+                    )));
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(PULL_ERROR_PAUSE) => {}
