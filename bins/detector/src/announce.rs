@@ -1,5 +1,7 @@
 //! What the detector tells the next stage: `<ns>.incidents.<tenant>.opened`
-//! (or `.reopened`), an [`IncidentOpenedV1`] written through the outbox.
+//! or `.reopened`, an [`IncidentOpenedV1`] written through the outbox with
+//! message id `incident-opened:<id>:opened` or
+//! `incident-opened:<id>:reopened:<n>` (the n-th re-opening).
 
 use std::collections::HashMap;
 
@@ -26,10 +28,22 @@ pub(crate) fn opened(
         reopened: o.reopened,
         correlation_id: o.correlation_id.clone(),
     };
+    // Each re-opening is its own message: the count tells them apart.
+    let (subject, occurrence) = if o.reopened {
+        (
+            ns.incident_reopened(&message.tenant),
+            format!("{}:reopened:{}", o.id, o.reopen_count),
+        )
+    } else {
+        (
+            ns.incident_opened(&message.tenant),
+            format!("{}:opened", o.id),
+        )
+    };
     NewOutbox {
         tenant_id: o.tenant_id,
-        subject: ns.incident_opened(&message.tenant),
-        msg_id: Namespace::incident_opened_msg_id(&format!("{}:{}", o.id, message.kind())),
+        subject,
+        msg_id: Namespace::incident_opened_msg_id(&occurrence),
         payload: serde_json::to_value(&message).unwrap_or_default(),
         correlation_id: Some(o.correlation_id.clone()),
     }

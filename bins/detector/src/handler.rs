@@ -129,6 +129,7 @@ impl DetectorHandler {
             step: event.step,
             vendor: event.vendor,
             error_code: error.map(|e| normalize_code(&e.code)),
+            error_code_raw: error.map(|e| e.code.clone()),
             error_message: error.and_then(|e| e.message.clone()),
             http_status: error.and_then(|e| e.http_status),
             retryable: error.and_then(|e| e.retryable),

@@ -24,6 +24,8 @@ pub struct Failure<'a> {
     pub workflow_id: &'a str,
     /// The normalised error code.
     pub error_code: Option<&'a str>,
+    /// The error code as the producer sent it.
+    pub error_code_raw: Option<&'a str>,
     pub vendor: Option<&'a str>,
     pub step: Option<&'a str>,
     pub occurred_at: DateTime<Utc>,
@@ -38,6 +40,8 @@ pub struct SignatureGroup {
     pub signature: String,
     pub workflow_id: String,
     pub error_code: String,
+    /// The code as the producer sent it, in the group's first failure.
+    pub error_code_raw: String,
     /// The vendor of the latest failure that names one.
     pub vendor: Option<String>,
     /// The step of the latest failure that names one.
@@ -83,6 +87,11 @@ impl SignatureGroup {
             signature: f.signature.to_owned(),
             workflow_id: f.workflow_id.to_owned(),
             error_code: f.error_code.unwrap_or_default().to_owned(),
+            error_code_raw: f
+                .error_code_raw
+                .or(f.error_code)
+                .unwrap_or_default()
+                .to_owned(),
             vendor: None,
             step: None,
             count: 0,
@@ -157,6 +166,7 @@ mod tests {
             signature,
             workflow_id: "checkout",
             error_code: Some("payment_timeout"),
+            error_code_raw: Some("PAYMENT TIMEOUT"),
             vendor: None,
             step: None,
             occurred_at: at(secs),
@@ -177,6 +187,10 @@ mod tests {
         assert_eq!((g.first_seen, g.last_seen), (at(5), at(10)));
         assert_eq!(g.correlation_id, "c-1", "the first failure in the batch");
         assert_eq!(g.error_code, "payment_timeout");
+        assert_eq!(
+            g.error_code_raw, "PAYMENT TIMEOUT",
+            "as the producer sent it"
+        );
     }
 
     #[test]

@@ -180,6 +180,7 @@ async fn open_incident(store: &Store, slug: &str) -> (Uuid, Uuid) {
         step: Some("charge".into()),
         vendor: Some("stripe".into()),
         error_code: Some("vendor_5xx".into()),
+        error_code_raw: None,
         error_message: None,
         http_status: Some(502),
         retryable: Some(true),

@@ -18,16 +18,16 @@ struct StoredEventRow {
 const INSERT_EVENTS: &str = "
 INSERT INTO events (id, tenant_id, idempotency_key, workflow_id, event_type, occurred_at,
     workflow_run_id, step, vendor, error_code, error_message, http_status, retryable, attempt,
-    correlation_id, signature, body_hash, source, metadata)
+    correlation_id, signature, body_hash, source, metadata, error_code_raw)
 SELECT id, tenant_id, idempotency_key, workflow_id, event_type, occurred_at,
     workflow_run_id, step, vendor, error_code, error_message, http_status, retryable, attempt,
-    correlation_id, signature, body_hash, source, metadata::jsonb
+    correlation_id, signature, body_hash, source, metadata::jsonb, error_code_raw
 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[], $13::bool[],
-    $14::int[], $15::text[], $16::text[], $17::bytea[], $18::text[], $19::text[])
+    $14::int[], $15::text[], $16::text[], $17::bytea[], $18::text[], $19::text[], $20::text[])
     AS u(id, tenant_id, idempotency_key, workflow_id, event_type, occurred_at,
     workflow_run_id, step, vendor, error_code, error_message, http_status, retryable, attempt,
-    correlation_id, signature, body_hash, source, metadata)
+    correlation_id, signature, body_hash, source, metadata, error_code_raw)
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
 RETURNING id";
 
@@ -79,6 +79,11 @@ pub(super) async fn insert(
         .bind(evs.iter().map(|e| e.body_hash.clone()).collect::<Vec<_>>())
         .bind(evs.iter().map(|e| e.source).collect::<Vec<_>>())
         .bind(evs.iter().map(|e| e.metadata.clone()).collect::<Vec<_>>())
+        .bind(
+            evs.iter()
+                .map(|e| e.error_code_raw.clone())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *tx)
         .await?;
     let inserted: HashSet<Uuid> = inserted_ids.into_iter().collect();

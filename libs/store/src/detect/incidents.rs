@@ -14,12 +14,14 @@ use super::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident
 use crate::StoreError;
 use crate::states::{RESOLVED, StateColumn};
 
-/// An incident row a statement touched: its id and (tenant, signature).
+/// An incident row a statement touched: its id, (tenant, signature) and
+/// how often it has re-opened.
 #[derive(sqlx::FromRow)]
 struct IncidentKeyRow {
     id: Uuid,
     tenant_id: Uuid,
     signature: String,
+    reopen_count: i32,
 }
 /// An incident whose success streak the batch advanced, with its status
 /// before and after.
@@ -52,7 +54,7 @@ WHERE i.id = c.id
   AND NOT EXISTS (SELECT 1 FROM incidents o
                   WHERE o.tenant_id = i.tenant_id AND o.signature = i.signature
                     AND o.status <> '{RESOLVED}')
-RETURNING i.id, i.tenant_id, i.signature"
+RETURNING i.id, i.tenant_id, i.signature, i.reopen_count"
     )
 });
 
@@ -63,13 +65,13 @@ static UPSERT_INCIDENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
 INSERT INTO incidents (id, tenant_id, signature, workflow_id, error_code, vendor, step, status,
-    event_count, first_seen, last_seen)
+    event_count, first_seen, last_seen, error_code_raw, open_after_rule)
 SELECT id, tenant_id, signature, workflow_id, error_code, vendor, step, $11::text,
-    event_count, first_seen, last_seen
+    event_count, first_seen, last_seen, error_code_raw, open_after_rule
 FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-    $8::bigint[], $9::timestamptz[], $10::timestamptz[])
+    $8::bigint[], $9::timestamptz[], $10::timestamptz[], $12::text[], $13::text[])
     AS u(id, tenant_id, signature, workflow_id, error_code, vendor, step, event_count,
-    first_seen, last_seen)
+    first_seen, last_seen, error_code_raw, open_after_rule)
 ON CONFLICT (tenant_id, signature) WHERE status <> '{RESOLVED}' DO UPDATE
 SET event_count = incidents.event_count + EXCLUDED.event_count,
     first_seen = LEAST(incidents.first_seen, EXCLUDED.first_seen),
@@ -78,7 +80,7 @@ SET event_count = incidents.event_count + EXCLUDED.event_count,
     step = COALESCE(EXCLUDED.step, incidents.step),
     success_streak = 0,
     updated_at = now()
-RETURNING id, tenant_id, signature"
+RETURNING id, tenant_id, signature, reopen_count"
     )
 });
 
@@ -163,6 +165,21 @@ pub(super) async fn open_or_update(
             .bind(groups.iter().map(|g| g.first_seen).collect::<Vec<_>>())
             .bind(groups.iter().map(|g| g.last_seen).collect::<Vec<_>>())
             .bind(StateColumn(IncidentStatus::New))
+            .bind(
+                groups
+                    .iter()
+                    .map(|g| g.error_code_raw.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                groups
+                    .iter()
+                    .map(|g| {
+                        g.open_after
+                            .map(|_| format!("codes.{}.open_after", g.error_code))
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut *tx)
             .await?;
         let fresh: HashSet<Uuid> = fresh_ids.into_iter().collect();
@@ -174,6 +191,7 @@ pub(super) async fn open_or_update(
             id,
             tenant_id,
             signature,
+            reopen_count,
         } in rows
         {
             let key = (tenant_id, signature);
@@ -192,6 +210,7 @@ pub(super) async fn open_or_update(
                 vendor: g.vendor.clone(),
                 step: g.step.clone(),
                 reopened: was_reopened,
+                reopen_count,
                 correlation_id: g.correlation_id.clone(),
             });
         }
@@ -302,6 +321,7 @@ pub(super) fn group_failures(batch: &DetectBatch, inserted: &[usize]) -> Vec<Sig
             signature,
             workflow_id: &e.workflow_id,
             error_code: e.error_code.as_deref(),
+            error_code_raw: e.error_code_raw.as_deref(),
             vendor: e.vendor.as_deref(),
             step: e.step.as_deref(),
             occurred_at: e.occurred_at,

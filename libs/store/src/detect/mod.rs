@@ -25,7 +25,10 @@ pub struct NewEvent {
     pub workflow_run_id: Option<String>,
     pub step: Option<String>,
     pub vendor: Option<String>,
+    /// The normalised error code.
     pub error_code: Option<String>,
+    /// The error code as the producer sent it.
+    pub error_code_raw: Option<String>,
     pub error_message: Option<String>,
     pub http_status: Option<i32>,
     pub retryable: Option<bool>,
@@ -67,6 +70,8 @@ pub struct OpenedIncident {
     pub vendor: Option<String>,
     pub step: Option<String>,
     pub reopened: bool,
+    /// How many times it has re-opened (0 when opened now).
+    pub reopen_count: i32,
     pub correlation_id: String,
 }
 
