@@ -1,9 +1,11 @@
-//! `awfdrs incidents ...`: reading incidents.
+//! `awfdrs incidents ...`: reading incidents and their decisions.
 
 use awfdrs_config::Config;
 use awfdrs_domain::IncidentStatus;
-use awfdrs_store::IncidentFilter;
+use awfdrs_domain::decision::DecisionV1;
+use awfdrs_store::{IncidentFilter, Store};
 use clap::Subcommand;
+use uuid::Uuid;
 
 /// The incident commands.
 #[derive(Debug, Subcommand)]
@@ -22,22 +24,53 @@ pub enum IncidentsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One incident: its signature inputs, timeline and latest decision.
+    Show {
+        /// The incident's id.
+        id: Uuid,
+        /// Print the incident with every decision as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why the analyzer decided what it did about an incident: the
+    /// classification and its rule, the root cause with its evidence and the
+    /// rejected alternative, similar incidents, the recommendation.
+    Explain {
+        /// The incident's id.
+        id: Uuid,
+        /// Print the latest decision as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs an incident command against the database.
 pub async fn run(config: Config, command: IncidentsCommand) -> anyhow::Result<()> {
-    let IncidentsCommand::List {
-        tenant,
-        status,
-        limit,
-        json,
-    } = command;
+    match command {
+        IncidentsCommand::List {
+            tenant,
+            status,
+            limit,
+            json,
+        } => list(&config, tenant, status, limit, json).await,
+        IncidentsCommand::Show { id, json } => show(&config, id, json).await,
+        IncidentsCommand::Explain { id, json } => explain(&config, id, json).await,
+    }
+}
+
+async fn list(
+    config: &Config,
+    tenant: Option<String>,
+    status: Option<String>,
+    limit: i64,
+    json: bool,
+) -> anyhow::Result<()> {
     let status = status
         .as_deref()
         .map(str::parse::<IncidentStatus>)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let store = crate::connect::store(&config).await?;
+    let store = crate::connect::store(config).await?;
     let tenant_id = match tenant {
         Some(slug) => Some(
             store
@@ -60,6 +93,89 @@ pub async fn run(config: Config, command: IncidentsCommand) -> anyhow::Result<()
         println!("{}", serde_json::to_string_pretty(&page.items)?);
     } else {
         crate::table::print_incidents(&page.items);
+    }
+    Ok(())
+}
+
+/// The decisions about `id`, oldest first.
+async fn decisions(store: &Store, id: Uuid) -> anyhow::Result<Vec<DecisionV1>> {
+    store
+        .decisions(None, id)
+        .await?
+        .into_iter()
+        .map(|body| serde_json::from_value(body).map_err(anyhow::Error::from))
+        .collect()
+}
+
+async fn show(config: &Config, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let store = crate::connect::store(config).await?;
+    let detail = match store.incident(None, id).await {
+        Err(awfdrs_store::StoreError::NotFound) => anyhow::bail!("no incident {id}"),
+        r => r?,
+    };
+    let inputs = store.signature_inputs(None, id).await?;
+    let decisions = decisions(&store, id).await?;
+    if json {
+        let mut body = serde_json::to_value(&detail)?;
+        if let Some(o) = body.as_object_mut() {
+            o.insert("signature_inputs".into(), serde_json::json!(inputs));
+            o.insert("decisions".into(), serde_json::json!(decisions));
+        }
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(());
+    }
+    let i = &detail.incident;
+    println!("incident {}  {}", i.id, i.status.as_str());
+    println!(
+        "  {} events, first {} last {}",
+        i.event_count,
+        i.first_seen.format("%Y-%m-%d %H:%M:%S"),
+        i.last_seen.format("%Y-%m-%d %H:%M:%S")
+    );
+    println!("timeline:");
+    for t in &detail.timeline {
+        println!(
+            "  {}  {} -> {}  by {}: {}",
+            t.at.format("%Y-%m-%d %H:%M:%S"),
+            t.from_status.map_or("-", |s| s.as_str()),
+            t.to_status.as_str(),
+            t.actor,
+            t.reason
+        );
+    }
+    match decisions.last() {
+        Some(d) => print!("{}", awfdrs_analysis::explain::render(d)),
+        None => {
+            if let Some(s) = inputs {
+                println!(
+                    "grouped by: tenant {}, workflow {}, error code {:?} (normalised {}), vendor {}, step {}",
+                    s.tenant,
+                    s.workflow_id,
+                    s.error_code_raw,
+                    s.error_code,
+                    s.vendor.as_deref().unwrap_or("-"),
+                    s.step.as_deref().unwrap_or("-")
+                );
+            }
+            println!("no decision yet");
+        }
+    }
+    Ok(())
+}
+
+async fn explain(config: &Config, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let store = crate::connect::store(config).await?;
+    let decisions = decisions(&store, id).await?;
+    let Some(latest) = decisions.last() else {
+        if store.signature_inputs(None, id).await?.is_none() {
+            anyhow::bail!("no incident {id}");
+        }
+        anyhow::bail!("incident {id} has no decision yet");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(latest)?);
+    } else {
+        print!("{}", awfdrs_analysis::explain::render(latest));
     }
     Ok(())
 }

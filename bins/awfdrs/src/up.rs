@@ -29,6 +29,7 @@ pub struct WorkerArgs {
 pub enum Worker {
     Gateway,
     Detector,
+    Analyzer,
 }
 
 /// Applies the migrations and declares the JetStream topology.
@@ -54,6 +55,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     );
     awfdrs_gateway::start(&harness).await?;
     awfdrs_detector::start(&harness).await?;
+    awfdrs_analyzer::start(&harness).await?;
     harness.run().await
 }
 
@@ -69,6 +71,10 @@ pub async fn worker(config: Config, name: Worker) -> anyhow::Result<()> {
         Worker::Detector => {
             harness.serve_ops().await?;
             awfdrs_detector::start(&harness).await?;
+        }
+        Worker::Analyzer => {
+            harness.serve_ops().await?;
+            awfdrs_analyzer::start(&harness).await?;
         }
     }
     harness.run().await

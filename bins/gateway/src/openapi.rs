@@ -153,4 +153,5 @@ fn health() {}
 fn ready() {}
 
 /// The wire shapes, described (never built: the handlers write them).
+mod decision;
 pub(crate) mod schema;

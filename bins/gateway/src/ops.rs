@@ -156,11 +156,18 @@ pub(crate) async fn get_incident(
             .incident(caller.scope(), id)
             .await
             .map_err(store_problem)?;
+        let store = &state.ctx().store;
+        let (inputs, decisions) = tokio::try_join!(
+            store.signature_inputs(caller.scope(), id),
+            store.decisions(caller.scope(), id),
+        )
+        .map_err(store_problem)?;
         let mut body = serde_json::to_value(&detail)
             .map_err(|e| Problem::internal("the incident could not be encoded").caused_by(&e))?;
         if let Some(o) = body.as_object_mut() {
-            // Filled by the analyzer and the coordinator.
-            o.entry("decisions").or_insert_with(|| json!([]));
+            o.insert("signature_inputs".into(), json!(inputs));
+            o.insert("decisions".into(), json!(decisions));
+            // Filled by the coordinator.
             o.entry("actions").or_insert_with(|| json!([]));
         }
         Ok::<_, Problem>(axum::Json(body))

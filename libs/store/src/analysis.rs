@@ -122,7 +122,48 @@ struct VendorRow {
     other_same_code: i64,
 }
 
+impl IncidentRow {
+    fn signature_inputs(&self) -> SignatureInputs {
+        SignatureInputs {
+            tenant: self.tenant.clone(),
+            workflow_id: self.workflow_id.clone(),
+            error_code_raw: self
+                .error_code_raw
+                .clone()
+                .unwrap_or_else(|| self.error_code.clone()),
+            error_code: self.error_code.clone(),
+            vendor: self.vendor.clone(),
+            step: self.step.clone(),
+            open_after: self.open_after_rule.clone().map(|key| RuleRef {
+                file: "error_codes.yaml".to_owned(),
+                key,
+            }),
+            reopen_window: RuleRef {
+                file: REOPEN_WINDOW_RULE.0.to_owned(),
+                key: REOPEN_WINDOW_RULE.1.to_owned(),
+            },
+        }
+    }
+}
+
 impl Store {
+    /// Why `incident` groups what it groups: its signature's inputs and the
+    /// rules that shaped its opening. None when there is no such incident
+    /// (of `tenant`, None for any).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn signature_inputs(
+        &self,
+        tenant: Option<Uuid>,
+        incident: Uuid,
+    ) -> Result<Option<SignatureInputs>, StoreError> {
+        Ok(self
+            .incident_row(tenant, incident)
+            .await?
+            .map(|i| i.signature_inputs()))
+    }
+
     /// The facts about `incident` (of `tenant`, None for any), or None when
     /// there is no such incident.
     ///

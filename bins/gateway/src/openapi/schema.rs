@@ -29,6 +29,8 @@ pub(crate) struct Readiness {
     status: String,
     /// `ok`, or why the check failed, per dependency.
     checks: ReadinessChecks,
+    /// The process's tasks: `ok`, `degraded: <why>` or `failed: <why>`.
+    tasks: BTreeMap<String, String>,
 }
 
 /// The checks of a readiness answer.
@@ -224,8 +226,10 @@ pub(crate) struct IncidentDetail {
     incident: Incident,
     /// Every status change, oldest first.
     timeline: Vec<Transition>,
-    /// The analyzer's decisions (empty until the analyzer exists).
-    decisions: Vec<BTreeMap<String, Value>>,
+    /// Why its failures were grouped together.
+    signature_inputs: super::decision::SignatureInputs,
+    /// The analyzer's decisions, oldest first.
+    decisions: Vec<super::decision::Decision>,
     /// The coordinator's actions (empty until the coordinator exists).
     actions: Vec<BTreeMap<String, Value>>,
 }
