@@ -57,7 +57,7 @@ pub fn recommend(
     }
     escalate(
         &format!(
-            "not retryable: a {} error fails the same way every time",
+            "not retryable ({}): the same request fails the same way every time",
             names::category(class.category)
         ),
         0.85,

@@ -1,8 +1,8 @@
 //! Root cause: one hypothesis for every [`CauseKind`], each with the
 //! evidence it rests on and a confidence, ranked by confidence and then by
 //! a fixed order of kinds. "Unknown" always stands at [`THRESHOLD`], so it
-//! wins exactly when no other hypothesis reaches it. The runner-up is the
-//! rejected alternative, with the reason it lost.
+//! wins exactly when no other hypothesis reaches it. The best of the other
+//! causes is the rejected alternative, with the reason it lost.
 
 mod tenant;
 mod vendor;
@@ -85,9 +85,13 @@ pub fn diagnose(input: &AnalysisInput, class: &Classification) -> RootCause {
         unknown(input),
     ];
     scored.sort_by(|a, b| ranking(&a.hypothesis, &b.hypothesis));
-    let rejected = scored
-        .get(1)
-        .map(|runner_up| rejection(&scored[0].hypothesis, runner_up));
+    // "Unknown" is the baseline, not an alternative: when a cause wins, the
+    // rejected one is the best of the other causes.
+    let winner = &scored[0].hypothesis;
+    let rejected = scored[1..]
+        .iter()
+        .find(|s| winner.kind == CauseKind::Unknown || s.hypothesis.kind != CauseKind::Unknown)
+        .map(|runner_up| rejection(winner, runner_up));
     let ranked: Vec<Hypothesis> = scored.into_iter().map(|s| s.hypothesis).collect();
     RootCause {
         hypothesis: ranked[0].clone(),

@@ -69,14 +69,27 @@ pub(crate) fn configuration(input: &AnalysisInput, class: &Classification) -> Sc
             against = "the code is seen from this tenant only".to_owned();
         }
     }
+    let seen_elsewhere = input.vendor.as_ref().map(|v| v.other_tenants_same_code);
+    let summary = match (score > 0.0, seen_elsewhere) {
+        (false, _) => against.clone(),
+        (true, Some(0)) => format!(
+            "this tenant's own {} settings: {code} is seen from this tenant only",
+            names::category(class.category)
+        ),
+        (true, Some(n)) => format!(
+            "this tenant's own {} settings, though {n} other tenants see {code} too",
+            names::category(class.category)
+        ),
+        (true, None) => format!(
+            "this tenant's own {} settings",
+            names::category(class.category)
+        ),
+    };
     Scored::new(
         CauseKind::TenantConfiguration,
         score,
         0.95,
-        format!(
-            "this tenant's own {} settings: {code} is seen from this tenant only",
-            names::category(class.category)
-        ),
+        summary,
         evidence,
         against,
     )
