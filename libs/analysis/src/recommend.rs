@@ -28,7 +28,7 @@ pub fn recommend(
     if class.severity == Severity::Critical {
         return escalate("severity critical: a person must look now", 0.95);
     }
-    if class.retryable && breaker_open(input) {
+    if class.retryable && input.policy.is_some() && breaker_open(input) {
         let vendor = input
             .incident
             .inputs

@@ -19,12 +19,25 @@ fn check(name: &str, input: &AnalysisInput) {
     }
     let want = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
-    assert_eq!(
-        text,
-        want,
-        "{name}: explain output differs from {}",
-        path.display()
+    assert!(
+        text == want,
+        "{name}: explain output differs from {} (run with UPDATE_GOLDEN=1 after an intended change)\n{}",
+        path.display(),
+        first_difference(&want, &text)
     );
+}
+
+/// The first line where `want` and `got` differ, numbered.
+fn first_difference(want: &str, got: &str) -> String {
+    let (mut w, mut g) = (want.lines(), got.lines());
+    for n in 1.. {
+        match (w.next(), g.next()) {
+            (None, None) => break,
+            (a, b) if a == b => {}
+            (a, b) => return format!("line {n}:\n  want {a:?}\n  got  {b:?}"),
+        }
+    }
+    "the texts differ only in line endings".to_owned()
 }
 
 #[test]

@@ -179,3 +179,69 @@ pub(crate) fn capped(n: i64, cap: i64) -> f64 {
     let r = n.clamp(0, cap) as f64;
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hypothesis(kind: CauseKind, confidence: f64) -> Hypothesis {
+        Hypothesis {
+            kind,
+            confidence,
+            summary: String::new(),
+            evidence: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn equal_confidences_rank_by_the_fixed_kind_order_with_unknown_last() {
+        let mut ranked = [
+            hypothesis(CauseKind::Unknown, THRESHOLD),
+            hypothesis(CauseKind::DataProblem, THRESHOLD),
+            hypothesis(CauseKind::VendorOutage, 0.1),
+            hypothesis(CauseKind::VendorThrottling, THRESHOLD),
+        ];
+        ranked.sort_by(ranking);
+        let kinds: Vec<CauseKind> = ranked.iter().map(|h| h.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                CauseKind::VendorThrottling,
+                CauseKind::DataProblem,
+                CauseKind::Unknown,
+                CauseKind::VendorOutage
+            ]
+        );
+    }
+
+    #[test]
+    fn a_confidence_is_clamped_to_its_cap_and_rounded() {
+        let s = Scored::new(
+            CauseKind::DataProblem,
+            1.234,
+            0.9,
+            String::new(),
+            Vec::new(),
+            String::new(),
+        );
+        assert!((s.hypothesis.confidence - 0.9).abs() < f64::EPSILON);
+        let s = Scored::new(
+            CauseKind::DataProblem,
+            -0.2,
+            0.9,
+            String::new(),
+            Vec::new(),
+            String::new(),
+        );
+        assert!(s.hypothesis.confidence.abs() < f64::EPSILON);
+        let s = Scored::new(
+            CauseKind::DataProblem,
+            0.456,
+            0.9,
+            String::new(),
+            Vec::new(),
+            String::new(),
+        );
+        assert!((s.hypothesis.confidence - 0.46).abs() < f64::EPSILON);
+    }
+}

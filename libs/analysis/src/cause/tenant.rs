@@ -258,3 +258,41 @@ pub(crate) fn data_problem(input: &AnalysisInput, class: &Classification) -> Sco
         against,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    fn release(name: &str, failures: i64, successes: i64) -> ReleaseFacts {
+        ReleaseFacts {
+            release: name.to_owned(),
+            failures,
+            successes,
+            first_at: Utc.timestamp_opt(0, 0).single().expect("valid"),
+        }
+    }
+
+    #[test]
+    fn the_boundary_is_the_first_failing_release_after_one_that_succeeded() {
+        let releases = [
+            release("1", 0, 50),
+            release("2", 0, 0),
+            release("3", 9, 1),
+            release("4", 5, 0),
+        ];
+        let (before, first) = release_boundary(&releases).expect("a boundary");
+        assert_eq!(
+            (before.release.as_str(), first.release.as_str()),
+            ("1", "3")
+        );
+    }
+
+    #[test]
+    fn there_is_no_boundary_when_the_first_release_already_failed_or_none_failed() {
+        assert!(release_boundary(&[release("1", 3, 10), release("2", 4, 0)]).is_none());
+        assert!(release_boundary(&[release("1", 0, 10), release("2", 0, 7)]).is_none());
+        assert!(release_boundary(&[]).is_none());
+    }
+}

@@ -192,7 +192,18 @@ pub(crate) fn throttling(input: &AnalysisInput, class: &Classification) -> Score
         CauseKind::VendorThrottling,
         score,
         0.95,
-        format!("the vendor is throttling: {throttled} responses were HTTP 429"),
+        format!(
+            "{} is throttling: {throttled} of {} failures were HTTP 429{}",
+            input
+                .incident
+                .inputs
+                .vendor
+                .as_deref()
+                .unwrap_or("the vendor"),
+            f.count,
+            f.retry_after_secs
+                .map_or_else(String::new, |s| format!(", asking to wait {s}s"))
+        ),
         evidence,
         against,
     )
