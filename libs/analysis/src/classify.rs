@@ -104,11 +104,15 @@ impl Draft {
         self.set("http_status", value, category, retryable);
     }
 
-    /// A `Retry-After` is the vendor saying when another try will work.
+    /// A `Retry-After` is the vendor saying when another try will work;
+    /// on a credentials or request failure it says nothing about those.
     fn apply_retry_after(&mut self, failures: &FailureSignals) {
         let Some(secs) = failures.retry_after_secs else {
             return;
         };
+        if matches!(self.category, Category::Auth | Category::Validation) {
+            return;
+        }
         // An outage that announces its end is still an outage.
         let category = if self.category == Category::VendorOutage {
             Category::VendorOutage

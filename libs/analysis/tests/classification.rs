@@ -221,3 +221,22 @@ fn a_producer_saying_retryable_is_believed_only_where_a_retry_can_help() {
     assert!(!auth.retryable);
     assert_eq!(signals(&auth).len(), 1);
 }
+
+#[test]
+fn a_retry_after_does_not_make_a_credentials_or_request_failure_retryable() {
+    for status in [401, 422] {
+        let c = with(|i| {
+            i.failures.http_statuses = common::statuses(&[(status, 10)]);
+            i.failures.retry_after_secs = Some(30);
+        });
+        assert!(!c.retryable, "{status}");
+        assert_eq!(
+            c.overrides
+                .iter()
+                .map(|o| o.signal.as_str())
+                .collect::<Vec<_>>(),
+            ["http_status"],
+            "{status}"
+        );
+    }
+}

@@ -145,7 +145,7 @@ fn unknown(input: &AnalysisInput) -> Scored {
         count: Some(f.count),
         first_at: Some(f.first_at),
         last_at: Some(f.last_at),
-        event_ids: f.sample_event_ids.clone(),
+        event_ids: own_events(input),
         ..fact(format!(
             "{} failures of {} with code {}",
             f.count, input.incident.inputs.workflow_id, input.incident.inputs.error_code
@@ -159,6 +159,20 @@ fn unknown(input: &AnalysisInput) -> Scored {
         vec![seen],
         format!("the evidence for a known cause reaches {THRESHOLD:.2}"),
     )
+}
+
+/// Most event ids one piece of evidence lists.
+const MAX_EVENT_IDS: usize = 10;
+
+/// The incident's own failure events that evidence cites, oldest first.
+pub(crate) fn own_events(input: &AnalysisInput) -> Vec<uuid::Uuid> {
+    input
+        .failures
+        .sample_event_ids
+        .iter()
+        .take(MAX_EVENT_IDS)
+        .copied()
+        .collect()
 }
 
 /// `part / whole`, or 0 when `whole` is not positive.

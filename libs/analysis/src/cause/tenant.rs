@@ -6,7 +6,7 @@
 
 use awfdrs_domain::decision::{Category, CauseKind, Classification, Evidence};
 
-use super::{Scored, capped, fact};
+use super::{Scored, capped, fact, own_events};
 use crate::input::{AnalysisInput, ReleaseFacts};
 use crate::names;
 
@@ -30,7 +30,7 @@ pub(crate) fn configuration(input: &AnalysisInput, class: &Classification) -> Sc
         count: Some(input.failures.count),
         first_at: Some(input.failures.first_at),
         last_at: Some(input.failures.last_at),
-        event_ids: input.failures.sample_event_ids.clone(),
+        event_ids: own_events(input),
         ..fact(format!(
             "the failures are classified {}",
             names::category(class.category)
@@ -196,7 +196,7 @@ pub(crate) fn data_problem(input: &AnalysisInput, class: &Classification) -> Sco
         count: Some(runs),
         first_at: Some(f.first_at),
         last_at: Some(f.last_at),
-        event_ids: f.sample_event_ids.clone(),
+        event_ids: own_events(input),
         ..fact(format!(
             "distinct runs failing with {}",
             input.incident.inputs.error_code

@@ -4,7 +4,7 @@
 
 use awfdrs_domain::decision::{Category, CauseKind, Classification, Evidence};
 
-use super::{Scored, capped, fact, share};
+use super::{Scored, capped, fact, own_events, share};
 use crate::classify::status_count;
 use crate::input::{AnalysisInput, VendorFacts};
 use crate::names;
@@ -98,7 +98,7 @@ fn outage_evidence(
             window_secs: Some(v.window_secs),
             first_at: Some(f.first_at),
             last_at: Some(f.last_at),
-            event_ids: f.sample_event_ids.clone(),
+            event_ids: own_events(input),
             ..fact(format!(
                 "this tenant's workflows failing with {}: {}",
                 v.vendor,
@@ -161,7 +161,7 @@ pub(crate) fn throttling(input: &AnalysisInput, class: &Classification) -> Score
         first_at: Some(f.first_at),
         last_at: Some(f.last_at),
         event_ids: if throttled > 0 {
-            f.sample_event_ids.clone()
+            own_events(input)
         } else {
             Vec::new()
         },
