@@ -64,6 +64,11 @@ fn explains_bad_credentials() {
 }
 
 #[test]
+fn explains_a_data_problem() {
+    check("data_problem", &common::data_problem());
+}
+
+#[test]
 fn explains_noise() {
     check("noise", &common::noise_unexplained());
 }

@@ -4,7 +4,9 @@
 //! wins exactly when no other hypothesis reaches it. The best of the other
 //! causes is the rejected alternative, with the reason it lost.
 
-mod tenant;
+mod config;
+mod data;
+mod regression;
 mod vendor;
 
 use std::cmp::Ordering;
@@ -79,9 +81,9 @@ pub fn diagnose(input: &AnalysisInput, class: &Classification) -> RootCause {
     let mut scored = vec![
         vendor::outage(input, class),
         vendor::throttling(input, class),
-        tenant::configuration(input, class),
-        tenant::regression(input, class),
-        tenant::data_problem(input, class),
+        config::configuration(input, class),
+        regression::regression(input, class),
+        data::data_problem(input, class),
         unknown(input),
     ];
     scored.sort_by(|a, b| ranking(&a.hypothesis, &b.hypothesis));
