@@ -14,26 +14,7 @@ use awfdrs_analysis::{AnalysisInput, Analyst, BreakerFacts, LocalAnalyst, Releas
 use awfdrs_domain::decision::{ActionKind, Category, CauseKind, Severity};
 use uuid::Uuid;
 
-struct Seeded(u64);
-
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> i64 {
-        i64::try_from(self.next() % n).expect("small")
-    }
-
-    fn one_of<T: Copy>(&mut self, from: &[T]) -> T {
-        from[usize::try_from(self.next() % from.len() as u64).expect("small")]
-    }
-}
-
-fn random_input(rng: &mut Seeded) -> AnalysisInput {
+fn random_input(rng: &mut common::Seeded) -> AnalysisInput {
     let category = rng.one_of(&[
         Category::Transient,
         Category::VendorOutage,
@@ -139,7 +120,7 @@ fn random_input(rng: &mut Seeded) -> AnalysisInput {
 
 #[test]
 fn every_decision_keeps_the_engines_promises() {
-    let mut rng = Seeded(0xDEC1_5104);
+    let mut rng = common::Seeded(0xDEC1_5104);
     let analyst = LocalAnalyst::new();
     for case in 0..500 {
         let input = random_input(&mut rng);
@@ -226,7 +207,7 @@ fn every_decision_keeps_the_engines_promises() {
 
 #[test]
 fn a_producer_saying_not_retryable_by_majority_always_wins() {
-    let mut rng = Seeded(42);
+    let mut rng = common::Seeded(42);
     for case in 0..300 {
         let mut input = random_input(&mut rng);
         input.failures.producer_not_retryable = input.failures.producer_retryable + 1;
