@@ -3,6 +3,25 @@
 //! a fixed order of kinds. "Unknown" always stands at [`THRESHOLD`], so it
 //! wins exactly when no other hypothesis reaches it. The best of the other
 //! causes is the rejected alternative, with the reason it lost.
+//!
+//! What each hypothesis weighs (its module has the numbers):
+//!
+//! * vendor outage: the vendor failing for two or more of the tenant's
+//!   workflows, for other tenants (a count), its breaker open or half-open,
+//!   its error rate across tenants; weakened for auth, validation, permanent
+//!   and rate-limited failures, which an outage does not cause.
+//! * vendor throttling: a `rate_limited` classification, the share of 429s,
+//!   a `Retry-After`.
+//! * tenant configuration: an auth (more) or validation (less) failure, no
+//!   other tenant seeing the code, none of the tenant's calls to the vendor
+//!   succeeding; weakened when other tenants see the code.
+//! * workflow regression: a run of successes of the step before the first
+//!   failure, a release boundary (an earlier release succeeded, a later one
+//!   is the first that failed); weakened when the vendor fails beyond the
+//!   workflow.
+//! * data problem: many distinct runs failing, the vendor serving the
+//!   tenant's other calls or other tenants, a validation or permanent
+//!   failure; weakened when several workflows fail or a release explains it.
 
 mod config;
 mod data;
