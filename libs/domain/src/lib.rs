@@ -23,13 +23,13 @@ pub mod webhook;
 pub use body::{
     BatchError, BodyError, ItemResult, ParsedEvent, parse_batch, parse_body, parse_value,
 };
-pub use decision::DecisionV1;
 pub use event::{
     BodyHash, ErrorInfo, EventType, FieldError, ValidEvent, WorkflowEventV1, canonical_bytes,
     parse_event,
 };
 pub use ids::{event_id, new_api_key};
 pub use incident::IncidentStatus;
+pub use decision::DecisionV1;
 pub use messages::IncidentOpenedV1;
 pub use signature::{Signature, normalize_code};
 pub use slug::{Slug, SlugError, is_slug};
