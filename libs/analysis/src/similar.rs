@@ -4,8 +4,10 @@
 //! 3-gram vectors; at most [`LIMIT`], in an order fixed down to the id.
 //!
 //! Past incidents carry their message's vector, computed once when they were
-//! stored ([`vector`]); an analysis computes only the new message's, so a
-//! history of 100,000 incidents costs one dot product each.
+//! stored ([`vector`]); an analysis computes only the new message's, and
+//! compares it only with the incidents whose tier can still reach the list
+//! (none beyond the same signature when five share it), so a history of
+//! 100,000 incidents costs at most one dot product each.
 
 use std::cmp::Ordering;
 
@@ -96,16 +98,34 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() {
         return 0.0;
     }
-    let (mut dot, mut na, mut nb) = (0.0_f32, 0.0_f32, 0.0_f32);
-    for (x, y) in a.iter().zip(b) {
-        dot += x * y;
-        na += x * x;
-        nb += y * y;
-    }
+    let (dot, na, nb) = (dot(a, b), dot(a, a), dot(b, b));
     if na == 0.0 || nb == 0.0 {
         return 0.0;
     }
     f64::from(dot / (na.sqrt() * nb.sqrt()))
+}
+
+/// Lanes of the dot product: independent sums the compiler can keep in one
+/// SIMD register, added in a fixed order, so the result is the same on
+/// every run.
+const LANES: usize = 8;
+
+/// The dot product of two vectors of the same length.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0_f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for i in 0..LANES {
+            lanes[i] += xa[i] * xb[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// A past incident that qualified, with what ranks it.
@@ -119,11 +139,16 @@ struct Candidate<'a> {
 #[must_use]
 pub fn rank(input: &AnalysisInput) -> Vec<SimilarIncident> {
     let message = input.incident.message.as_deref().map(vector);
-    let mut candidates: Vec<Candidate<'_>> = input
+    let past: Vec<(&PastIncident, Option<Likeness>)> = input
         .past
         .iter()
         .filter(|p| p.id != input.incident.id)
-        .filter_map(|p| candidate(input, message.as_deref(), p))
+        .map(|p| (p, likeness_by_facts(input, p)))
+        .collect();
+    let deepest = deepest_tier(&past);
+    let mut candidates: Vec<Candidate<'_>> = past
+        .into_iter()
+        .filter_map(|(p, likeness)| candidate(message.as_deref(), p, likeness, deepest))
         .collect();
     if candidates.len() > LIMIT {
         candidates.select_nth_unstable_by(LIMIT - 1, order);
@@ -133,28 +158,56 @@ pub fn rank(input: &AnalysisInput) -> Vec<SimilarIncident> {
     candidates.into_iter().map(listed).collect()
 }
 
-/// `past` with why it is like `input`, or `None` when it is not.
+/// How `past` is like `input` by its signature, vendor and category alone;
+/// `None` leaves its message to decide.
+fn likeness_by_facts(input: &AnalysisInput, past: &PastIncident) -> Option<Likeness> {
+    if past.signature == input.incident.signature {
+        Some(Likeness::SameSignature)
+    } else if past.vendor.is_some()
+        && past.vendor == input.incident.inputs.vendor
+        // Both categories under the current rules, before any override.
+        && past.category == input.rule.category
+    {
+        Some(Likeness::SameVendorAndCategory)
+    } else {
+        None
+    }
+}
+
+/// The last tier that can still reach the list: when the better tiers
+/// alone fill it, the others' vectors are never read, which keeps a large
+/// history cheap (a vector is a kilobyte to read).
+fn deepest_tier(past: &[(&PastIncident, Option<Likeness>)]) -> Likeness {
+    let count = |tier: Likeness| past.iter().filter(|(_, l)| *l == Some(tier)).count();
+    let same_signature = count(Likeness::SameSignature);
+    if same_signature >= LIMIT {
+        Likeness::SameSignature
+    } else if same_signature + count(Likeness::SameVendorAndCategory) >= LIMIT {
+        Likeness::SameVendorAndCategory
+    } else {
+        Likeness::SimilarMessage
+    }
+}
+
+/// `past` as a candidate, or `None` when it is not alike or its tier cannot
+/// reach the list.
 fn candidate<'a>(
-    input: &AnalysisInput,
     message: Option<&[f32]>,
     past: &'a PastIncident,
+    by_facts: Option<Likeness>,
+    deepest: Likeness,
 ) -> Option<Candidate<'a>> {
+    if by_facts.unwrap_or(Likeness::SimilarMessage) > deepest {
+        return None;
+    }
     let similarity = match (message, past.message.is_some()) {
         (Some(m), true) => round2(cosine(m, &past.vector)),
         _ => 0.0,
     };
-    let inputs = &input.incident.inputs;
-    let likeness = if past.signature == input.incident.signature {
-        Likeness::SameSignature
-    } else if past.vendor.is_some()
-        && past.vendor == inputs.vendor
-        && past.category == input.rule.category
-    {
-        Likeness::SameVendorAndCategory
-    } else if similarity >= SIMILARITY_THRESHOLD {
-        Likeness::SimilarMessage
-    } else {
-        return None;
+    let likeness = match by_facts {
+        Some(likeness) => likeness,
+        None if similarity >= SIMILARITY_THRESHOLD => Likeness::SimilarMessage,
+        None => return None,
     };
     Some(Candidate {
         past,

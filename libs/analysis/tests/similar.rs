@@ -215,7 +215,7 @@ fn reference(input: &AnalysisInput) -> Vec<Uuid> {
 
 /// A history drawn from few messages, vendors, signatures and times, so
 /// that ties are everywhere.
-fn crowded_history(seed: u64, n: u128) -> Vec<PastIncident> {
+fn crowded_history(seed: u64, n: u128, signatures: &[&str], vendors: &[&str]) -> Vec<PastIncident> {
     let mut rng = common::Seeded(seed);
     let messages = [
         MESSAGE,
@@ -224,19 +224,16 @@ fn crowded_history(seed: u64, n: u128) -> Vec<PastIncident> {
         "gateway timeout",
         "card declined",
     ];
-    let vendors = ["stripe", "adyen", "braintree"];
-    let signatures = ["acme:checkout:payment_timeout", "acme:a:b", "acme:c:d"];
     let categories = [Category::Transient, Category::Permanent];
     (0..n)
         .map(|i| {
-            let category = categories[usize::try_from(rng.next() % 2).expect("small")];
             let minutes = i64::try_from(rng.next() % 4).expect("small");
             common::past(
                 0x9_0000 + i,
-                rng.one_of(&signatures),
+                rng.one_of(signatures),
                 "code",
-                Some(rng.one_of(&vendors)),
-                category,
+                Some(rng.one_of(vendors)),
+                rng.one_of(&categories),
                 rng.one_of(&messages),
                 common::t(-minutes),
             )
@@ -246,9 +243,15 @@ fn crowded_history(seed: u64, n: u128) -> Vec<PastIncident> {
 
 #[test]
 fn the_ranking_equals_sorting_every_candidate_on_histories_full_of_ties() {
+    let sig = incident().incident.signature;
     for seed in [1, 7, 42, 1_000_003] {
         let mut input = incident();
-        input.past = crowded_history(seed, 2_000);
+        input.past = crowded_history(
+            seed,
+            2_000,
+            &[&sig, "acme:a:b", "acme:c:d"],
+            &["stripe", "adyen", "braintree"],
+        );
         assert_eq!(
             ids(&similar::rank(&input)),
             reference(&input),
@@ -260,5 +263,58 @@ fn the_ranking_equals_sorting_every_candidate_on_histories_full_of_ties() {
             reference(&input),
             "seed {seed} reversed"
         );
+    }
+}
+
+#[test]
+fn the_ranking_equals_sorting_every_candidate_whichever_tiers_fill_the_list() {
+    let sig = incident().incident.signature;
+    // Same signature and same vendor-and-category incidents planted in a
+    // crowd that is alike by message only, so that each tier in turn is the
+    // last one that reaches the list.
+    for (same_signature, same_vendor) in [(0, 0), (2, 0), (2, 2), (3, 4), (6, 1), (0, 9)] {
+        let mut input = incident();
+        let mut past = crowded_history(
+            99,
+            1_000,
+            &["acme:a:b", "acme:c:d"],
+            &["adyen", "braintree"],
+        );
+        for n in 0..same_signature {
+            past.insert(
+                n * 97,
+                common::past(
+                    0xA_0000 + n as u128,
+                    &sig,
+                    "payment_timeout",
+                    Some("adyen"),
+                    Category::Permanent,
+                    "gateway timeout",
+                    common::t(-1),
+                ),
+            );
+        }
+        for n in 0..same_vendor {
+            past.insert(
+                n * 89,
+                common::past(
+                    0xB_0000 + n as u128,
+                    "acme:x:y",
+                    "y",
+                    Some("stripe"),
+                    Category::Transient,
+                    "card declined",
+                    common::t(-2),
+                ),
+            );
+        }
+        input.past = past;
+        let ranked = similar::rank(&input);
+        assert_eq!(
+            ids(&ranked),
+            reference(&input),
+            "{same_signature} + {same_vendor}"
+        );
+        assert_eq!(ranked.len(), LIMIT);
     }
 }
