@@ -55,7 +55,10 @@ pub(crate) async fn watch(
                     vendor: b.vendor.clone(),
                     opened_at,
                 };
-                match handler.analyse(tenant, incident, trigger, opened_at, None).await {
+                match handler
+                    .analyse(tenant, incident, trigger, opened_at, None)
+                    .await
+                {
                     Ok(Analysed::Decided(_) | Analysed::AlreadyDecided | Analysed::Missing) => {}
                     Err(e) => {
                         all_done = false;

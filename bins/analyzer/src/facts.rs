@@ -59,7 +59,12 @@ pub(crate) async fn gather(
     if !keys.is_empty() {
         let alike = ctx
             .store
-            .similar_candidates(tenant, incident, &keys, ctx.config.analyzer.similar_candidates)
+            .similar_candidates(
+                tenant,
+                incident,
+                &keys,
+                ctx.config.analyzer.similar_candidates,
+            )
             .await?;
         candidates.extend(alike.into_iter().map(|p| (p.id, p)));
     }

@@ -152,7 +152,7 @@ pub struct PastIncident {
     /// The category its error code has under the current rules.
     pub category: awfdrs_domain::decision::Category,
     pub message: Option<String>,
-    /// The stored vector of its message (see `similarity::vector`).
+    /// The stored vector of its message (see `similar::vector`).
     pub vector: Vec<f32>,
     /// `NEW`, `ANALYZING`, `ACTIONED` or `RESOLVED`.
     pub status: String,
