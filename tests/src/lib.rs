@@ -100,6 +100,16 @@ impl System {
     /// Starts the gateway and `detectors` competing detectors, each with
     /// its own connections.
     pub async fn start_with(extra: &[(&str, &str)], detectors: usize) -> Self {
+        Self::start_workers(extra, detectors, false).await
+    }
+
+    /// Starts the gateway, a detector and an analyzer in one process, as
+    /// `awfdrs up` does.
+    pub async fn start_analyzed(extra: &[(&str, &str)]) -> Self {
+        Self::start_workers(extra, 1, true).await
+    }
+
+    async fn start_workers(extra: &[(&str, &str)], detectors: usize, analyzer: bool) -> Self {
         let world = World::new().await;
         let ctx = world.context(extra).await;
         let shutdown = CancellationToken::new();
@@ -115,9 +125,12 @@ impl System {
             processes.push(more.expect("harness"));
         }
         let mut tasks = Vec::new();
-        for process in processes {
+        for (i, process) in processes.into_iter().enumerate() {
             if detectors > 0 {
                 awfdrs_detector::start(&process).await.expect("detector");
+            }
+            if analyzer && i == 0 {
+                awfdrs_analyzer::start(&process).await.expect("analyzer");
             }
             tasks.push(tokio::spawn(process.run()));
         }

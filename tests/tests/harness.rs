@@ -163,12 +163,14 @@ fn kv_watches(scrape: &str, bucket: &str) -> Option<i64> {
 async fn every_start_path_holds_one_breakers_watch_and_drains_on_sigterm() {
     let world = World::new().await;
     let ctx = world.context(&[]).await;
-    let paths: [(&str, &[&str]); 5] = [
+    let paths: [(&str, &[&str]); 7] = [
         ("awfdrs", &["up"]),
         ("awfdrs", &["worker", "gateway"]),
         ("awfdrs", &["worker", "detector"]),
+        ("awfdrs", &["worker", "analyzer"]),
         ("gateway", &[]),
         ("detector", &[]),
+        ("analyzer", &[]),
     ];
     for (program, args) in paths {
         let what = format!("{program} {}", args.join(" "));
