@@ -63,6 +63,10 @@ async fn demo_passes_against_awfdrs_up_with_the_shipped_rules() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("3 incidents with"), "{stdout}");
     assert!(stdout.contains("dead-lettered on"), "{stdout}");
+    // Each incident explained: why grouped, the root cause, what to do.
+    for heading in ["Why grouped", "Root cause", "Recommendation"] {
+        assert_eq!(stdout.matches(heading).count(), 3, "{heading}:\n{stdout}");
+    }
     finish(world, up).await;
 }
 

@@ -225,7 +225,8 @@ async fn awfdrs_up_exits_non_zero_when_a_consumer_is_deleted_under_it() {
     let output = process.output();
     assert_ne!(status.code(), Some(0), "{output}");
     assert!(
-        output.contains("detector.consumer.0") && output.contains("task failed"),
+        (output.contains("detector.consumer.0") || output.contains("analyzer.consumer"))
+            && output.contains("task failed"),
         "the log names the failed task:\n{output}"
     );
     cleanup(&ctx, &world).await;

@@ -372,6 +372,36 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
             "expected {want_events} events stored for {slug}; found {events}"
         ));
     }
+    // The analyzer explains every incident.
+    for i in &items {
+        let decision = loop {
+            let decisions = store.decisions(Some(tenant.id), i.id).await?;
+            if let Some(last) = decisions.into_iter().last() {
+                break Some(last);
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        match decision.map(serde_json::from_value::<awfdrs_domain::DecisionV1>) {
+            Some(Ok(d)) => {
+                println!(
+                    "
+why {} {} (awfdrs incidents explain {}):",
+                    i.workflow_id, i.error_code, i.id
+                );
+                print!("{}", awfdrs_analysis::explain::render(&d));
+            }
+            Some(Err(e)) => tally.problems.push(format!(
+                "the decision about incident {} does not read back: {e}",
+                i.id
+            )),
+            None => tally
+                .problems
+                .push(format!("incident {} was not analysed in time", i.id)),
+        }
+    }
     if !tally.problems.is_empty() {
         bail!(
             "the demo did not go as it should:\n  {}",
@@ -379,7 +409,7 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n{} incidents with {want_events} events, as the rules say.\nsee them over HTTP: GET {base}/api/v1/incidents with Authorization: Bearer {key}",
+        "\n{} incidents with {want_events} events, as the rules say, each explained.\nsee them over HTTP: GET {base}/api/v1/incidents with Authorization: Bearer {key}",
         want.len()
     );
     Ok(())
