@@ -91,7 +91,51 @@ async fn a_flood_of_one_signature_makes_one_decision_shown_with_why_it_was_group
     assert_eq!(detail["status"], "ANALYZING");
     let timeline = detail["timeline"].as_array().unwrap();
     assert_eq!(timeline.last().unwrap()["actor"], "analyzer");
+
+    // The CLI shows the same decision, explained.
+    let id = detail["id"].as_str().unwrap();
+    let shown = cli(&sys.world, &["incidents", "show", id]).await;
+    for want in [
+        "timeline:",
+        "Why grouped",
+        "\"payment__timeout\" normalised to payment_timeout",
+        "Root cause",
+    ] {
+        assert!(shown.contains(want), "{want:?} in:\n{shown}");
+    }
+    let json: Value =
+        serde_json::from_str(&cli(&sys.world, &["incidents", "show", id, "--json"]).await).unwrap();
+    assert_eq!(json["decisions"][0], detail["decisions"][0]);
+    let explained = cli(&sys.world, &["incidents", "explain", id]).await;
+    assert!(explained.contains("Recommendation"), "{explained}");
+    let latest = cli(
+        &sys.world,
+        &["incidents", "explain", "--tenant", "acme", "--json"],
+    )
+    .await;
+    let latest: Value = serde_json::from_str(&latest).unwrap();
+    assert_eq!(latest, detail["decisions"][0]);
     sys.stop().await;
+}
+
+/// Runs `awfdrs ARGS` against `world`; its stdout, after checking it
+/// succeeded.
+async fn cli(world: &World, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(awfdrs_bin())
+        .args(args)
+        .env_clear()
+        .envs(world.env(&[]))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "awfdrs {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 #[tokio::test]

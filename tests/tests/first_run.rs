@@ -227,6 +227,7 @@ fn every_awfdrs_command_in_the_readme_is_run_by_a_test() {
         &["events", "send"],
         &["events", "publish"],
         &["incidents", "list"],
+        &["incidents", "explain"],
         &["rules", "check"],
     ] {
         assert!(
@@ -336,6 +337,11 @@ async fn readme_use_it_works_as_written() {
     );
     assert!(
         stdout.contains("config/rules:") && stdout.contains(": ok"),
+        "{stdout}"
+    );
+    // The incident explained, as `awfdrs incidents explain` prints it.
+    assert!(
+        stdout.contains("Why grouped") && stdout.contains("Recommendation"),
         "{stdout}"
     );
 

@@ -36,8 +36,15 @@ pub enum IncidentsCommand {
     /// classification and its rule, the root cause with its evidence and the
     /// rejected alternative, similar incidents, the recommendation.
     Explain {
-        /// The incident's id.
-        id: Uuid,
+        /// The incident's id; without one, the most recently seen incident
+        /// (of `--tenant`, when given).
+        id: Option<Uuid>,
+        /// Explain this tenant's latest incident (slug).
+        #[arg(long, conflicts_with = "id")]
+        tenant: Option<String>,
+        /// Wait up to this many seconds for the incident and its decision.
+        #[arg(long, default_value_t = 10)]
+        wait: u64,
         /// Print the latest decision as JSON.
         #[arg(long)]
         json: bool,
@@ -54,7 +61,12 @@ pub async fn run(config: Config, command: IncidentsCommand) -> anyhow::Result<()
             json,
         } => list(&config, tenant, status, limit, json).await,
         IncidentsCommand::Show { id, json } => show(&config, id, json).await,
-        IncidentsCommand::Explain { id, json } => explain(&config, id, json).await,
+        IncidentsCommand::Explain {
+            id,
+            tenant,
+            wait,
+            json,
+        } => explain(&config, id, tenant, wait, json).await,
     }
 }
 
@@ -163,19 +175,60 @@ async fn show(config: &Config, id: Uuid, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn explain(config: &Config, id: Uuid, json: bool) -> anyhow::Result<()> {
+async fn explain(
+    config: &Config,
+    id: Option<Uuid>,
+    tenant: Option<String>,
+    wait: u64,
+    json: bool,
+) -> anyhow::Result<()> {
     let store = crate::connect::store(config).await?;
-    let decisions = decisions(&store, id).await?;
-    let Some(latest) = decisions.last() else {
-        if store.signature_inputs(None, id).await?.is_none() {
-            anyhow::bail!("no incident {id}");
+    let tenant_id = match &tenant {
+        Some(slug) => Some(
+            store
+                .tenant_by_slug(slug)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no tenant {slug:?}"))?
+                .id,
+        ),
+        None => None,
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let (id, latest) = loop {
+        let incident = match id {
+            Some(id) => store.signature_inputs(None, id).await?.map(|_| id),
+            None => store
+                .list_incidents(&IncidentFilter {
+                    tenant: tenant_id,
+                    limit: 1,
+                    ..IncidentFilter::default()
+                })
+                .await?
+                .items
+                .first()
+                .map(|i| i.id),
+        };
+        let latest = match incident {
+            Some(i) => decisions(&store, i).await?.pop(),
+            None => None,
+        };
+        match (incident, latest) {
+            (Some(i), Some(d)) => break (i, d),
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            (None, _) => match id {
+                Some(id) => anyhow::bail!("no incident {id}"),
+                None => anyhow::bail!("no incident yet"),
+            },
+            (Some(i), None) => anyhow::bail!("incident {i} has no decision yet"),
         }
-        anyhow::bail!("incident {id} has no decision yet");
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(latest)?);
+        println!("{}", serde_json::to_string_pretty(&latest)?);
     } else {
-        print!("{}", awfdrs_analysis::explain::render(latest));
+        println!("incident {id}");
+        print!("{}", awfdrs_analysis::explain::render(&latest));
     }
     Ok(())
 }
