@@ -45,7 +45,7 @@ impl AnalyzerHandler {
     /// A handler deciding with the local engine, publishing through
     /// `relay`.
     pub fn new(ctx: Context, relay: Relay) -> Self {
-        Self::with_analyst(ctx, relay, Box::new(LocalAnalyst::default()))
+        Self::with_analyst(ctx, relay, Box::new(LocalAnalyst::new()))
     }
 
     /// A handler deciding with `analyst`.
