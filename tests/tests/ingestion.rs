@@ -246,7 +246,9 @@ async fn the_tenant_ingress_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn a_broker_that_cannot_take_the_event_answers_503_and_keeps_nothing() {
-    let sys = System::start(&[("AWFDRS__NATS__PUBLISH_TIMEOUT_MS", "1000")]).await;
+    // No detector: its consumer would go with the stream, and a worker
+    // whose consumer is deleted stops the process.
+    let sys = System::start_with(&[("AWFDRS__NATS__PUBLISH_TIMEOUT_MS", "1000")], 0).await;
     let (tenant, key) = sys.tenant("acme").await;
     // Without its stream, JetStream has nowhere to store the event.
     sys.ctx.bus.delete_streams().await.unwrap();

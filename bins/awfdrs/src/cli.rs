@@ -150,6 +150,8 @@ mod tests {
             "dlq replay",
             "incidents",
             "incidents list",
+            "incidents show",
+            "incidents explain",
             "rules",
             "rules check",
             "events",
@@ -170,6 +172,7 @@ mod tests {
             "up --http 127.0.0.1:8080",
             "worker gateway --http 127.0.0.1:8080",
             "worker detector",
+            "worker analyzer",
             "migrate",
             "tenants create acme",
             "tenants list",
@@ -178,6 +181,10 @@ mod tests {
             "tenants webhook-secret acme",
             "admin create-key --label ops",
             "incidents list --tenant acme --status OPEN --limit 5 --json",
+            "incidents show 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --json",
+            "incidents explain",
+            "incidents explain 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --json",
+            "incidents explain --tenant acme --wait 0",
             "events send --key K --url http://127.0.0.1:8080 event.json",
             "events send --tenant acme",
             "events publish --tenant acme event.json",
@@ -201,7 +208,13 @@ mod tests {
 
     #[test]
     fn a_wrong_worker_or_a_missing_reason_is_refused() {
-        for line in ["worker analyzer", "breakers open stripe", "tenants create"] {
+        for line in [
+            "worker coordinator",
+            "breakers open stripe",
+            "tenants create",
+            "incidents show not-an-id",
+            "incidents explain 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --tenant acme",
+        ] {
             let argv = std::iter::once("awfdrs").chain(line.split_whitespace());
             assert!(Cli::try_parse_from(argv).is_err(), "awfdrs {line}");
         }
