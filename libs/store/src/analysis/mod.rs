@@ -2,22 +2,23 @@
 //! incidents. Facts about other tenants are aggregates only: the queries
 //! count them and return nothing else of theirs.
 
-use awfdrs_analysis::{
-    FailureSignals, IncidentFacts, ReleaseFacts, StatusCount, StepHistory, VendorFacts,
-};
+use awfdrs_analysis::{FailureSignals, IncidentFacts, StepHistory, VendorFacts};
 use awfdrs_domain::decision::{RuleRef, SignatureInputs};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
+mod history;
+mod vendor;
+
 /// Where the re-open window is set (the incident rules' setting).
 pub const REOPEN_WINDOW_RULE: (&str, &str) = ("awfdrs.yaml", "detector.reopen_window_secs");
 
 /// Events that count as a success of their step.
-const SUCCESS: &str = "event_type IN ('step_succeeded', 'workflow_succeeded')";
+pub(super) const SUCCESS: &str = "event_type IN ('step_succeeded', 'workflow_succeeded')";
 /// Events that count as a failure.
-const FAILURE: &str = "event_type IN ('step_failed', 'workflow_failed')";
+pub(super) const FAILURE: &str = "event_type IN ('step_failed', 'workflow_failed')";
 
 /// How far the facts reach.
 #[derive(Debug, Clone, Copy)]
@@ -61,65 +62,28 @@ pub struct AnalysisFacts {
 }
 
 #[derive(sqlx::FromRow)]
-struct IncidentRow {
-    id: Uuid,
-    tenant_id: Uuid,
-    tenant: String,
-    signature: String,
-    workflow_id: String,
-    error_code: String,
-    error_code_raw: Option<String>,
-    vendor: Option<String>,
-    step: Option<String>,
-    status: String,
-    event_count: i64,
-    first_seen: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
-    reopen_count: i32,
-    open_after_rule: Option<String>,
-}
-
-#[derive(sqlx::FromRow)]
-struct FailureRow {
-    count: i64,
-    first_at: Option<DateTime<Utc>>,
-    last_at: Option<DateTime<Utc>>,
-    retryable: i64,
-    not_retryable: i64,
-    retry_after: Option<i64>,
-    runs: i64,
+pub(super) struct IncidentRow {
+    pub(super) id: Uuid,
+    pub(super) tenant_id: Uuid,
+    pub(super) tenant: String,
+    pub(super) signature: String,
+    pub(super) workflow_id: String,
+    pub(super) error_code: String,
+    pub(super) error_code_raw: Option<String>,
+    pub(super) vendor: Option<String>,
+    pub(super) step: Option<String>,
+    pub(super) status: String,
+    pub(super) event_count: i64,
+    pub(super) first_seen: DateTime<Utc>,
+    pub(super) last_seen: DateTime<Utc>,
+    pub(super) reopen_count: i32,
+    pub(super) open_after_rule: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
 struct LatestRow {
     error_message: Option<String>,
     correlation_id: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct StepRow {
-    successes: i64,
-    last_at: Option<DateTime<Utc>>,
-    last_id: Option<Uuid>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ReleaseRow {
-    release: String,
-    failures: i64,
-    successes: i64,
-    first_at: DateTime<Utc>,
-}
-
-#[derive(sqlx::FromRow)]
-struct VendorRow {
-    calls: i64,
-    failures: i64,
-    successes_elsewhere: i64,
-    other_tenants_failing: i64,
-    other_failures: i64,
-    other_successes: i64,
-    other_same_code: i64,
 }
 
 impl IncidentRow {
@@ -287,183 +251,6 @@ impl Store {
         .await?)
     }
 
-    async fn failure_signals(&self, i: &IncidentRow) -> Result<FailureSignals, StoreError> {
-        let row: FailureRow = sqlx::query_as(
-            r"SELECT count(*) AS count, min(occurred_at) AS first_at, max(occurred_at) AS last_at,
-                    count(*) FILTER (WHERE retryable) AS retryable,
-                    count(*) FILTER (WHERE retryable = false) AS not_retryable,
-                    max(CASE WHEN ra ~ '^[0-9]{1,9}$' THEN ra::bigint END) AS retry_after,
-                    count(DISTINCT workflow_run_id) AS runs
-             FROM (SELECT occurred_at, retryable, workflow_run_id,
-                          coalesce(metadata->>'retry_after', metadata->>'Retry-After') AS ra
-                   FROM events
-                   WHERE tenant_id = $1 AND signature = $2 AND occurred_at >= $3) f",
-        )
-        .bind(i.tenant_id)
-        .bind(&i.signature)
-        .bind(i.first_seen)
-        .fetch_one(&self.pool)
-        .await?;
-        let sample: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM events
-             WHERE tenant_id = $1 AND signature = $2 AND occurred_at >= $3
-             ORDER BY occurred_at, id LIMIT 10",
-        )
-        .bind(i.tenant_id)
-        .bind(&i.signature)
-        .bind(i.first_seen)
-        .fetch_all(&self.pool)
-        .await?;
-        let statuses: Vec<(i32, i64)> = sqlx::query_as(
-            "SELECT http_status, count(*) FROM events
-             WHERE tenant_id = $1 AND signature = $2 AND occurred_at >= $3
-               AND http_status IS NOT NULL
-             GROUP BY 1 ORDER BY 2 DESC, 1",
-        )
-        .bind(i.tenant_id)
-        .bind(&i.signature)
-        .bind(i.first_seen)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(FailureSignals {
-            count: row.count,
-            first_at: row.first_at.unwrap_or(i.first_seen),
-            last_at: row.last_at.unwrap_or(i.last_seen),
-            sample_event_ids: sample,
-            http_statuses: statuses
-                .into_iter()
-                .map(|(status, count)| StatusCount { status, count })
-                .collect(),
-            producer_retryable: row.retryable,
-            producer_not_retryable: row.not_retryable,
-            retry_after_secs: row.retry_after.and_then(|s| u64::try_from(s).ok()),
-            distinct_runs: row.runs,
-            releases: Vec::new(),
-        })
-    }
-
-    async fn step_history(
-        &self,
-        i: &IncidentRow,
-        lookback: u64,
-    ) -> Result<StepHistory, StoreError> {
-        let sql = format!(
-            "SELECT count(*) AS successes, max(occurred_at) AS last_at,
-                    (array_agg(id ORDER BY occurred_at DESC, id DESC))[1] AS last_id
-             FROM events
-             WHERE tenant_id = $1 AND workflow_id = $2 AND step IS NOT DISTINCT FROM $3
-               AND {SUCCESS} AND occurred_at < $4 AND occurred_at >= $5"
-        );
-        let row: StepRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(i.tenant_id)
-            .bind(&i.workflow_id)
-            .bind(&i.step)
-            .bind(i.first_seen)
-            .bind(i.first_seen - secs(lookback))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(StepHistory {
-            successes_before: row.successes,
-            last_success_at: row.last_at,
-            last_success_event: row.last_id,
-            lookback_secs: lookback,
-        })
-    }
-
-    async fn releases(
-        &self,
-        i: &IncidentRow,
-        lookback: u64,
-    ) -> Result<Vec<ReleaseFacts>, StoreError> {
-        let sql = format!(
-            "SELECT release, count(*) FILTER (WHERE {FAILURE}) AS failures,
-                    count(*) FILTER (WHERE {SUCCESS}) AS successes, min(occurred_at) AS first_at
-             FROM (SELECT event_type, occurred_at,
-                          coalesce(metadata->>'release', metadata->>'version') AS release
-                   FROM events
-                   WHERE tenant_id = $1 AND workflow_id = $2 AND step IS NOT DISTINCT FROM $3
-                     AND occurred_at >= $4 AND occurred_at <= $5) e
-             WHERE release IS NOT NULL
-             GROUP BY release ORDER BY min(occurred_at), release LIMIT 20"
-        );
-        let rows: Vec<ReleaseRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(i.tenant_id)
-            .bind(&i.workflow_id)
-            .bind(&i.step)
-            .bind(i.first_seen - secs(lookback))
-            .bind(i.last_seen)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| ReleaseFacts {
-                release: r.release,
-                failures: r.failures,
-                successes: r.successes,
-                first_at: r.first_at,
-            })
-            .collect())
-    }
-
-    async fn vendor_facts(
-        &self,
-        i: &IncidentRow,
-        vendor: &str,
-        window: u64,
-    ) -> Result<VendorFacts, StoreError> {
-        let sql = format!(
-            "SELECT count(*) FILTER (WHERE tenant_id = $1) AS calls,
-                    count(*) FILTER (WHERE tenant_id = $1 AND {FAILURE}) AS failures,
-                    count(*) FILTER (WHERE tenant_id = $1 AND {SUCCESS}
-                        AND (workflow_id <> $2 OR step IS DISTINCT FROM $3)) AS successes_elsewhere,
-                    count(DISTINCT tenant_id) FILTER (WHERE tenant_id <> $1 AND {FAILURE})
-                        AS other_tenants_failing,
-                    count(*) FILTER (WHERE tenant_id <> $1 AND {FAILURE}) AS other_failures,
-                    count(*) FILTER (WHERE tenant_id <> $1 AND {SUCCESS}) AS other_successes,
-                    count(DISTINCT tenant_id) FILTER (WHERE tenant_id <> $1 AND error_code = $4)
-                        AS other_same_code
-             FROM events
-             WHERE vendor = $5 AND occurred_at > $6 AND occurred_at <= $7"
-        );
-        let from = i.last_seen - secs(window);
-        let row: VendorRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(i.tenant_id)
-            .bind(&i.workflow_id)
-            .bind(&i.step)
-            .bind(&i.error_code)
-            .bind(vendor)
-            .bind(from)
-            .bind(i.last_seen)
-            .fetch_one(&self.pool)
-            .await?;
-        let sql = format!(
-            "SELECT DISTINCT workflow_id FROM events
-             WHERE vendor = $1 AND tenant_id = $2 AND {FAILURE}
-               AND occurred_at > $3 AND occurred_at <= $4
-             ORDER BY 1 LIMIT 20"
-        );
-        let workflows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(vendor)
-            .bind(i.tenant_id)
-            .bind(from)
-            .bind(i.last_seen)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(VendorFacts {
-            vendor: vendor.to_owned(),
-            window_secs: window,
-            breaker: None,
-            tenant_workflows_failing: workflows,
-            tenant_calls: row.calls,
-            tenant_failures: row.failures,
-            tenant_successes_elsewhere: row.successes_elsewhere,
-            other_tenants_failing: row.other_tenants_failing,
-            other_tenant_failures: row.other_failures,
-            other_tenant_successes: row.other_successes,
-            other_tenants_same_code: row.other_same_code,
-        })
-    }
-
     /// The tenant's latest incidents of the same signature and of the same
     /// vendor, at most `limit` of each.
     async fn past_candidates(
@@ -493,6 +280,6 @@ impl Store {
     }
 }
 
-fn secs(s: u64) -> Duration {
+pub(super) fn secs(s: u64) -> Duration {
     Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
 }
