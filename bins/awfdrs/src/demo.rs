@@ -21,6 +21,8 @@ use chrono::Utc;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
+mod explain;
+
 /// One part of the scenario: failures of one signature.
 struct Part {
     key_prefix: &'static str,
@@ -373,35 +375,8 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         ));
     }
     // The analyzer explains every incident.
-    for i in &items {
-        let decision = loop {
-            let decisions = store.decisions(Some(tenant.id), i.id).await?;
-            if let Some(last) = decisions.into_iter().last() {
-                break Some(last);
-            }
-            if Instant::now() > deadline {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        match decision.map(serde_json::from_value::<awfdrs_domain::DecisionV1>) {
-            Some(Ok(d)) => {
-                println!(
-                    "
-why {} {} (awfdrs incidents explain {}):",
-                    i.workflow_id, i.error_code, i.id
-                );
-                print!("{}", awfdrs_analysis::explain::render(&d));
-            }
-            Some(Err(e)) => tally.problems.push(format!(
-                "the decision about incident {} does not read back: {e}",
-                i.id
-            )),
-            None => tally
-                .problems
-                .push(format!("incident {} was not analysed in time", i.id)),
-        }
-    }
+    let unexplained = explain::each(&store, tenant.id, &items, deadline).await?;
+    tally.problems.extend(unexplained);
     if !tally.problems.is_empty() {
         bail!(
             "the demo did not go as it should:\n  {}",
