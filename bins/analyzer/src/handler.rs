@@ -1,16 +1,13 @@
 //! The analyzer's handler: one transaction per incident message.
 
-use std::time::Duration;
-
 use awfdrs_analysis::{Analyst, LocalAnalyst, Trigger};
 use awfdrs_bus::{Delivery, Handler, Outcome};
 use awfdrs_domain::IncidentOpenedV1;
 use awfdrs_domain::decision::DecisionV1;
-use awfdrs_runtime::{Context, Relay};
+use awfdrs_runtime::{Context, Relay, outcome_of, retry_transient};
 use awfdrs_store::{NewOutbox, StoreError};
-use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::info;
 use uuid::Uuid;
 
 use crate::ACTOR;
@@ -112,16 +109,7 @@ impl AnalyzerHandler {
             self.relay.publish(committed).await;
             Ok(Analysed::Decided(Box::new(decision)))
         };
-        once.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(20))
-                .with_max_delay(Duration::from_millis(500))
-                .with_max_times(4)
-                .with_jitter(),
-        )
-        .when(StoreError::is_transient)
-        .notify(|e, after| warn!(error = %e, ?after, "analysis transaction failed; retrying"))
-        .await
+        retry_transient("analysis transaction", once).await
     }
 
     async fn handle_one(&self, d: &Delivery) -> Outcome {
@@ -137,7 +125,7 @@ impl AnalyzerHandler {
         let trigger = if message.reopened {
             match self.reopen_count(&message).await {
                 Ok(n) => Trigger::Reopened(n),
-                Err(e) => return failed(&e),
+                Err(e) => return outcome_of(&e, "the analysis"),
             }
         } else {
             Trigger::Opened
@@ -167,7 +155,7 @@ impl AnalyzerHandler {
                 "incident {} of tenant {} does not exist",
                 message.incident_id, message.tenant_id
             )),
-            Err(e) => failed(&e),
+            Err(e) => outcome_of(&e, "the analysis"),
         }
     }
 
@@ -185,18 +173,6 @@ impl AnalyzerHandler {
                 e => Err(e),
             })?;
         Ok(u32::try_from(n).unwrap_or(0))
-    }
-}
-
-/// The outcome of a database failure: hold while it is down, retry what may
-/// pass, dead-letter what never will.
-fn failed(e: &StoreError) -> Outcome {
-    if e.is_unavailable() {
-        Outcome::Unavailable(format!("database: {e}"))
-    } else if e.is_transient() {
-        Outcome::Retry(format!("database: {e}"))
-    } else {
-        Outcome::Reject(format!("database refused the analysis: {e}"))
     }
 }
 

@@ -2,15 +2,13 @@
 //! per batch, then ack.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use awfdrs_bus::{Delivery, Handler, Outcome};
 use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_body};
 use awfdrs_guard::BreakerFeed;
-use awfdrs_runtime::{Context, Relay};
+use awfdrs_runtime::{Context, Relay, outcome_of, retry_transient};
 use awfdrs_store::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, StoreError};
 use awfdrs_telemetry::{RejectLabels, SourceLabels};
-use backon::{ExponentialBuilder, Retryable};
 use chrono::Utc;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -178,17 +176,7 @@ impl DetectorHandler {
             .await?;
             Ok::<_, StoreError>((done, work.commit().await?))
         };
-        let (done, committed) = once
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(20))
-                    .with_max_delay(Duration::from_millis(500))
-                    .with_max_times(4)
-                    .with_jitter(),
-            )
-            .when(StoreError::is_transient)
-            .notify(|e, after| warn!(error = %e, ?after, "batch transaction failed; retrying"))
-            .await?;
+        let (done, committed) = retry_transient("batch transaction", once).await?;
         self.relay.publish(committed).await;
         Ok(done)
     }
@@ -251,13 +239,7 @@ impl Handler for DetectorHandler {
                 let transient = e.is_transient();
                 warn!(error = %e, transient, "batch transaction failed");
                 for &p in &positions {
-                    outcomes[p] = if e.is_unavailable() {
-                        Outcome::Unavailable(format!("database: {e}"))
-                    } else if transient {
-                        Outcome::Retry(format!("database: {e}"))
-                    } else {
-                        Outcome::Reject(format!("database refused the event: {e}"))
-                    };
+                    outcomes[p] = outcome_of(&e, "the event");
                 }
             }
         }
@@ -284,9 +266,7 @@ impl DetectorHandler {
                         .await;
                     outcomes[p] = one[0].clone();
                 }
-                Err(e) if e.is_unavailable() => outcomes[p] = Outcome::Unavailable(e.to_string()),
-                Err(e) if e.is_transient() => outcomes[p] = Outcome::Retry(e.to_string()),
-                Err(e) => outcomes[p] = Outcome::Reject(format!("database refused the event: {e}")),
+                Err(e) => outcomes[p] = outcome_of(&e, "the event"),
             }
         }
     }

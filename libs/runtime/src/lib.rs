@@ -18,6 +18,7 @@ mod harness;
 mod ops;
 mod relay;
 mod signals;
+mod transactions;
 
 pub use context::{Context, redact};
 pub use dead_letters::StoreDeadLetters;
@@ -25,6 +26,7 @@ pub use harness::Harness;
 pub use ops::{READY_CHECK_TIMEOUT, bind_ops, check_store, ops_router, serve_ops};
 pub use relay::Relay;
 pub use signals::shutdown_token;
+pub use transactions::{outcome_of, retry_transient};
 
 /// Runs `f`, containing a panic: `Err` holds the panic's message. For
 /// background work that must outlive a bug in one round (the outbox relay).
@@ -36,15 +38,7 @@ pub async fn contain<F: std::future::Future>(f: F) -> Result<F::Output, String> 
     std::panic::AssertUnwindSafe(f)
         .catch_unwind()
         .await
-        .map_err(|panic| {
-            if let Some(s) = panic.downcast_ref::<&str>() {
-                (*s).to_owned()
-            } else if let Some(s) = panic.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "a panic without a message".to_owned()
-            }
-        })
+        .map_err(|panic| awfdrs_bus::consumer::panic_message(&*panic))
 }
 
 #[cfg(test)]

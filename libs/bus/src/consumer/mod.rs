@@ -44,6 +44,7 @@ use crate::{Bus, BusError, decoded_headers, lookup};
 
 pub use policy::{Disposition, disposition, nak_delay, payload_fits, probe_delay, progress_every};
 use settle::Loop;
+pub use settle::panic_message;
 
 /// A delivered message.
 #[derive(Debug)]
@@ -255,17 +256,10 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
                 warn!(consumer = %lp.name, "message stream ended; rebuilding it");
                 health.degraded("the server ended the pull stream; rebuilding it");
                 messages = None;
-                if !lp.consumer_exists().await {
-                    return Err(BusError::Topology(format!(
-                        "consumer {} no longer exists",
-                        lp.name
-                    )));
+                if lp.pull_trouble(&shutdown).await? {
+                    continue;
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(PULL_ERROR_PAUSE) => {}
-                }
-                continue;
+                break;
             }
             Some(Err(e)) if e.kind() == MessagesErrorKind::ConsumerDeleted => {
                 return Err(BusError::Topology(format!(
@@ -279,17 +273,10 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
                 // is all a deleted consumer may show); pause so a
                 // persistent failure cannot spin.
                 warn!(consumer = %lp.name, error = %e, "pull error");
-                if !lp.consumer_exists().await {
-                    return Err(BusError::Topology(format!(
-                        "consumer {} no longer exists",
-                        lp.name
-                    )));
+                if lp.pull_trouble(&shutdown).await? {
+                    continue;
                 }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(PULL_ERROR_PAUSE) => {}
-                }
-                continue;
+                break;
             }
             Some(Ok(m)) => batch.extend(delivery(m)),
         }

@@ -27,6 +27,25 @@ use crate::names::Source;
 use crate::topology::source;
 
 impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
+    /// After the pull stream ended or failed: an error when the consumer is
+    /// gone; otherwise a pause (so a persistent failure cannot spin), then
+    /// `true` to go on, or `false` when shutdown came first.
+    pub(super) async fn pull_trouble(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, BusError> {
+        if !self.consumer_exists().await {
+            return Err(BusError::Topology(format!(
+                "consumer {} no longer exists",
+                self.name
+            )));
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => Ok(false),
+            () = tokio::time::sleep(super::PULL_ERROR_PAUSE) => Ok(true),
+        }
+    }
+
     /// Whether the stage's durable consumer still exists (a server that
     /// cannot be asked counts as yes: the pull will tell).
     pub(super) async fn consumer_exists(&self) -> bool {
@@ -55,7 +74,7 @@ impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
 }
 
 /// The text of a panic's payload.
-fn panic_message(panic: &(dyn Any + Send)) -> String {
+pub fn panic_message(panic: &(dyn Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
