@@ -5,12 +5,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::error_info::parse_error;
-use super::fields::{opt_correlation_id, opt_slug, opt_string, req_slug, req_string};
+use super::fields::{
+    MAX_SHOWN_NAME, opt_correlation_id, opt_slug, opt_string, req_slug, req_string,
+};
 use super::{EventType, FieldError, MAX_FUTURE_SKEW, WorkflowEventV1, metadata};
 use crate::text::printable_prefix;
-
-/// The longest name taken from the input that an error shows.
-pub(super) const MAX_SHOWN_NAME: usize = 64;
 
 /// The contract check proper, without the body hash.
 pub(crate) fn check_event(

@@ -3,8 +3,7 @@
 
 use serde_json::Value;
 
-use super::check::MAX_SHOWN_NAME;
-use super::fields::req_slug;
+use super::fields::{MAX_SHOWN_NAME, req_slug};
 use super::{ErrorInfo, EventType, FieldError, MAX_ERROR_MESSAGE_BYTES};
 use crate::text::{NUL_REASON, has_nul, printable_prefix};
 

@@ -9,6 +9,9 @@ use super::FieldError;
 use crate::slug::is_slug;
 use crate::text::{NUL_REASON, check_correlation_id, has_nul};
 
+/// The longest name taken from the input that an error shows.
+pub(super) const MAX_SHOWN_NAME: usize = 64;
+
 pub(super) fn req_string(
     obj: &Map<String, Value>,
     field: &str,
