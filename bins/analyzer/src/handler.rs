@@ -39,8 +39,8 @@ pub(crate) enum Analysed {
 }
 
 impl AnalyzerHandler {
-    /// A handler deciding with the local engine, publishing through
-    /// `relay`.
+    /// A handler deciding with the configured engine (`analyzer.engine`;
+    /// `local` is the one built in), publishing through `relay`.
     pub fn new(ctx: Context, relay: Relay) -> Self {
         Self::with_analyst(ctx, relay, Box::new(LocalAnalyst::new()))
     }

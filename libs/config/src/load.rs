@@ -372,4 +372,16 @@ mod tests {
         let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["namespace", "http.addr", "http.max_batch_items"]);
     }
+
+    #[test]
+    fn only_the_built_in_analysis_engine_is_accepted() {
+        let errs = Config::load(
+            None,
+            &env(&[("AWFDRS__ANALYZER__ENGINE", "remote-llm")]),
+            &[],
+        )
+        .expect_err("no such engine");
+        let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["analyzer.engine"]);
+    }
 }

@@ -95,6 +95,9 @@ pub struct DetectorConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnalyzerConfig {
+    /// The engine that decides: `local`, the deterministic engine that
+    /// runs offline (the only one built in; no network call is made).
+    pub engine: String,
     /// Messages per fetch, and how long to wait for a batch to fill.
     pub batch_size: usize,
     pub linger_ms: u64,
@@ -331,6 +334,11 @@ impl Config {
             self.detector.linger_ms <= 1000,
             "detector.linger_ms",
             "must be at most 1000",
+        );
+        check(
+            self.analyzer.engine == "local",
+            "analyzer.engine",
+            "must be local (the only engine built in)",
         );
         check(
             (1..=1000).contains(&self.analyzer.batch_size),
