@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use awfdrs_bus::{Bus, Namespace, topology::ConsumerSettings};
 use awfdrs_config::Config;
-use awfdrs_guard::{BreakerOptions, Breakers};
+use awfdrs_guard::{BreakerOptions, Breakers, HardLimiter, RateLimits};
 use awfdrs_rules::RulesHandle;
 use awfdrs_store::Store;
 use awfdrs_telemetry::{Health, Metrics};
@@ -26,6 +26,10 @@ pub struct Context {
     /// The breakers, as this process sees them: one view per process, kept
     /// current by the one watch [`crate::Harness::start`] runs.
     pub breakers: Breakers,
+    /// The shared retry rate limits (GCRA in KV, compare-and-set).
+    pub rate_limits: RateLimits,
+    /// The hard retry limits, counted in PostgreSQL.
+    pub hard_limits: HardLimiter,
     /// What the process's tasks say about themselves, for `/ready`.
     pub health: Health,
 }
@@ -73,6 +77,10 @@ impl Context {
         )
         .await
         .context("reading the breakers")?;
+        let rate_limits = RateLimits::open(&bus, metrics.clone())
+            .await
+            .context("opening the rate limits")?;
+        let hard_limits = HardLimiter::new(store.clone(), metrics.clone());
         Ok(Self {
             config: Arc::new(config),
             store,
@@ -80,6 +88,8 @@ impl Context {
             metrics,
             rules,
             breakers,
+            rate_limits,
+            hard_limits,
             health: Health::new(),
         })
     }

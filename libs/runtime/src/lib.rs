@@ -2,7 +2,7 @@
 //!
 //! [`Context::connect`] builds the process's shared resources once from the
 //! configuration (the store, the bus, the rules, the breakers' view, the
-//! metrics, the tasks' health); a [`Harness`] runs the workers over it:
+//! rate limits and hard limits, the metrics, the tasks' health); a [`Harness`] runs the workers over it:
 //! their named, tracked tasks, the one rules watcher and breakers watch of
 //! the process, the outbox [`Relay`] and its sweeper, the operations
 //! endpoint, and the drain on SIGTERM within the grace period. Every start
