@@ -80,6 +80,14 @@ impl World {
     }
 }
 
+/// How far down the pipeline an in-process system runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stages {
+    Detector,
+    Analyzer,
+    Coordinator,
+}
+
 /// A running system: gateway and detector in-process.
 #[derive(Debug)]
 pub struct System {
@@ -100,16 +108,22 @@ impl System {
     /// Starts the gateway and `detectors` competing detectors, each with
     /// its own connections.
     pub async fn start_with(extra: &[(&str, &str)], detectors: usize) -> Self {
-        Self::start_workers(extra, detectors, false).await
+        Self::start_workers(extra, detectors, Stages::Detector).await
     }
 
     /// Starts the gateway, a detector and an analyzer in one process, as
     /// `awfdrs up` does.
     pub async fn start_analyzed(extra: &[(&str, &str)]) -> Self {
-        Self::start_workers(extra, 1, true).await
+        Self::start_workers(extra, 1, Stages::Analyzer).await
     }
 
-    async fn start_workers(extra: &[(&str, &str)], detectors: usize, analyzer: bool) -> Self {
+    /// Starts the gateway, a detector, an analyzer and a coordinator in one
+    /// process.
+    pub async fn start_coordinated(extra: &[(&str, &str)]) -> Self {
+        Self::start_workers(extra, 1, Stages::Coordinator).await
+    }
+
+    async fn start_workers(extra: &[(&str, &str)], detectors: usize, upto: Stages) -> Self {
         let world = World::new().await;
         let ctx = world.context(extra).await;
         let shutdown = CancellationToken::new();
@@ -129,8 +143,13 @@ impl System {
             if detectors > 0 {
                 awfdrs_detector::start(&process).await.expect("detector");
             }
-            if analyzer && i == 0 {
+            if upto >= Stages::Analyzer && i == 0 {
                 awfdrs_analyzer::start(&process).await.expect("analyzer");
+            }
+            if upto >= Stages::Coordinator && i == 0 {
+                awfdrs_coordinator::start(&process)
+                    .await
+                    .expect("coordinator");
             }
             tasks.push(tokio::spawn(process.run()));
         }

@@ -163,14 +163,16 @@ fn kv_watches(scrape: &str, bucket: &str) -> Option<i64> {
 async fn every_start_path_holds_one_breakers_watch_and_drains_on_sigterm() {
     let world = World::new().await;
     let ctx = world.context(&[]).await;
-    let paths: [(&str, &[&str]); 7] = [
+    let paths: [(&str, &[&str]); 9] = [
         ("awfdrs", &["up"]),
         ("awfdrs", &["worker", "gateway"]),
         ("awfdrs", &["worker", "detector"]),
         ("awfdrs", &["worker", "analyzer"]),
+        ("awfdrs", &["worker", "coordinator"]),
         ("gateway", &[]),
         ("detector", &[]),
         ("analyzer", &[]),
+        ("coordinator", &[]),
     ];
     for (program, args) in paths {
         let what = format!("{program} {}", args.join(" "));
@@ -225,7 +227,13 @@ async fn awfdrs_up_exits_non_zero_when_a_consumer_is_deleted_under_it() {
     let output = process.output();
     assert_ne!(status.code(), Some(0), "{output}");
     assert!(
-        (output.contains("detector.consumer.0") || output.contains("analyzer.consumer"))
+        [
+            "detector.consumer.0",
+            "analyzer.consumer",
+            "coordinator.consumer"
+        ]
+        .iter()
+        .any(|task| output.contains(task))
             && output.contains("task failed"),
         "the log names the failed task:\n{output}"
     );

@@ -173,6 +173,7 @@ mod tests {
             "worker gateway --http 127.0.0.1:8080",
             "worker detector",
             "worker analyzer",
+            "worker coordinator",
             "migrate",
             "tenants create acme",
             "tenants list",
@@ -209,7 +210,7 @@ mod tests {
     #[test]
     fn a_wrong_worker_or_a_missing_reason_is_refused() {
         for line in [
-            "worker coordinator",
+            "worker scheduler",
             "breakers open stripe",
             "tenants create",
             "incidents show not-an-id",

@@ -30,6 +30,7 @@ pub enum Worker {
     Gateway,
     Detector,
     Analyzer,
+    Coordinator,
 }
 
 /// Applies the migrations and declares the JetStream topology.
@@ -56,6 +57,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     awfdrs_gateway::start(&harness).await?;
     awfdrs_detector::start(&harness).await?;
     awfdrs_analyzer::start(&harness).await?;
+    awfdrs_coordinator::start(&harness).await?;
     harness.run().await
 }
 
@@ -75,6 +77,10 @@ pub async fn worker(config: Config, name: Worker) -> anyhow::Result<()> {
         Worker::Analyzer => {
             harness.serve_ops().await?;
             awfdrs_analyzer::start(&harness).await?;
+        }
+        Worker::Coordinator => {
+            harness.serve_ops().await?;
+            awfdrs_coordinator::start(&harness).await?;
         }
     }
     harness.run().await

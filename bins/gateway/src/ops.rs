@@ -157,9 +157,10 @@ pub(crate) async fn get_incident(
             .await
             .map_err(store_problem)?;
         let store = &state.ctx().store;
-        let (inputs, decisions) = tokio::try_join!(
+        let (inputs, decisions, actions) = tokio::try_join!(
             store.signature_inputs(caller.scope(), id),
             store.decisions(caller.scope(), id),
+            store.actions(caller.scope(), id),
         )
         .map_err(store_problem)?;
         let mut body = serde_json::to_value(&detail)
@@ -167,8 +168,7 @@ pub(crate) async fn get_incident(
         if let Some(o) = body.as_object_mut() {
             o.insert("signature_inputs".into(), json!(inputs));
             o.insert("decisions".into(), json!(decisions));
-            // Filled by the coordinator.
-            o.entry("actions").or_insert_with(|| json!([]));
+            o.insert("actions".into(), json!(actions));
         }
         Ok::<_, Problem>(axum::Json(body))
     }

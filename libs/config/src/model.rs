@@ -16,6 +16,7 @@ pub struct Config {
     pub ingress: IngressConfig,
     pub detector: DetectorConfig,
     pub analyzer: AnalyzerConfig,
+    pub coordinator: CoordinatorConfig,
     pub outbox: OutboxConfig,
     pub consumer: ConsumerConfig,
     pub telemetry: TelemetryConfig,
@@ -112,6 +113,15 @@ pub struct AnalyzerConfig {
     /// How often the breakers are looked at for ones that opened while
     /// incidents of their vendor are open.
     pub breaker_check_ms: u64,
+}
+
+/// The coordinator worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Decisions per fetch, and how long to wait for a batch to fill.
+    pub batch_size: usize,
+    pub linger_ms: u64,
 }
 
 /// The outbox relay every worker with an outbox runs.
@@ -333,6 +343,16 @@ impl Config {
         check(
             self.detector.linger_ms <= 1000,
             "detector.linger_ms",
+            "must be at most 1000",
+        );
+        check(
+            (1..=1000).contains(&self.coordinator.batch_size),
+            "coordinator.batch_size",
+            "must be between 1 and 1000",
+        );
+        check(
+            self.coordinator.linger_ms <= 1000,
+            "coordinator.linger_ms",
             "must be at most 1000",
         );
         check(

@@ -10,6 +10,7 @@
 //! tested without a broker or a database. This crate must never talk to the
 //! network, the clock (time is a parameter) or the file system.
 
+pub mod action;
 pub mod body;
 pub mod decision;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod slug;
 pub mod text;
 pub mod webhook;
 
+pub use action::{ActionStatus, EscalationV1, action_id};
 pub use body::{
     BatchError, BodyError, ItemResult, ParsedEvent, parse_batch, parse_body, parse_value,
 };

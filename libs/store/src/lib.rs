@@ -5,6 +5,7 @@
 //! they cause are written in one [`Work`] transaction, and its commit hands
 //! the outbox rows it wrote to the caller's relay.
 
+mod actions;
 mod analysis;
 mod arbiter;
 #[cfg(feature = "bench")]
@@ -26,6 +27,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
+pub use actions::{Action, NewAction, TenantMode};
 pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally};

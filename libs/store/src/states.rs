@@ -33,6 +33,18 @@ impl StateName for IncidentStatus {
     }
 }
 
+impl StateName for awfdrs_domain::ActionStatus {
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl From<StateColumn<awfdrs_domain::ActionStatus>> for awfdrs_domain::ActionStatus {
+    fn from(column: StateColumn<awfdrs_domain::ActionStatus>) -> Self {
+        column.0
+    }
+}
+
 impl StateName for BreakerState {
     fn name(self) -> &'static str {
         self.as_str()

@@ -150,3 +150,27 @@ pub(crate) struct Decision {
     correlation_id: String,
     created_at: DateTime<Utc>,
 }
+
+/// An action the coordinator took on a decision.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Action {
+    id: Uuid,
+    tenant_id: Uuid,
+    incident_id: Uuid,
+    decision_id: Uuid,
+    /// `retry`, `escalate`, `hold` or `none`.
+    kind: String,
+    /// `PENDING`, `SCHEDULED`, `EXECUTING`, `SUCCEEDED`, `FAILED` or `CANCELLED`.
+    status: String,
+    /// The retry attempt it is or holds; 0 for an escalation.
+    attempt: i32,
+    /// Recorded in shadow mode: never executed.
+    shadow: bool,
+    due_at: Option<DateTime<Utc>>,
+    reason: String,
+    /// The setting that turned a retry into an escalation.
+    limit_key: Option<String>,
+    vendor: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}

@@ -230,8 +230,8 @@ pub(crate) struct IncidentDetail {
     signature_inputs: super::decision::SignatureInputs,
     /// The analyzer's decisions, oldest first.
     decisions: Vec<super::decision::Decision>,
-    /// The coordinator's actions (empty until the coordinator exists).
-    actions: Vec<BTreeMap<String, Value>>,
+    /// The coordinator's actions, oldest first.
+    actions: Vec<super::decision::Action>,
 }
 
 /// One status change of an incident.

@@ -1,0 +1,261 @@
+//! The coordinator's handler: one transaction per decision.
+
+use awfdrs_bus::{Delivery, Handler, Outcome};
+use awfdrs_domain::action::{EscalationV1, StoppedBy};
+use awfdrs_domain::decision::{ActionKind, DecisionV1};
+use awfdrs_domain::{ActionStatus, action_id};
+use awfdrs_runtime::{Context, Relay, outcome_of, retry_transient};
+use awfdrs_store::{NewAction, NewOutbox, StoreError};
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::ACTOR;
+use crate::admission::{self, AdmissionError, Admitted, Candidate};
+
+/// Turns decisions into actions.
+#[derive(Debug)]
+pub struct CoordinatorHandler {
+    ctx: Context,
+    relay: Relay,
+}
+
+/// One planned action, and the escalation it announces.
+struct Plan {
+    action: NewAction,
+    escalation: Option<EscalationV1>,
+}
+
+impl CoordinatorHandler {
+    /// A handler over `ctx`, publishing through `relay`.
+    pub fn new(ctx: Context, relay: Relay) -> Self {
+        Self { ctx, relay }
+    }
+
+    /// The action `d` calls for at `now`, after admission.
+    async fn plan(
+        &self,
+        d: &DecisionV1,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Plan>, AdmissionError> {
+        let store = &self.ctx.store;
+        let mode = store.tenant_mode(d.tenant_id).await?;
+        if mode.mode == "off" {
+            return Ok(None);
+        }
+        let shadow = mode.mode == "shadow";
+        let attempt =
+            u32::try_from(store.next_attempt(d.tenant_id, d.incident_id).await?).unwrap_or(1);
+        let rec = &d.recommended_action;
+        let (kind, status, attempt, due, reason, stopped) = match rec.action {
+            ActionKind::None => (
+                ActionKind::None,
+                ActionStatus::Succeeded,
+                0,
+                None,
+                rec.reason.clone(),
+                None,
+            ),
+            ActionKind::Escalate => (
+                ActionKind::Escalate,
+                ActionStatus::Succeeded,
+                0,
+                None,
+                rec.reason.clone(),
+                None,
+            ),
+            ActionKind::Hold => (
+                ActionKind::Hold,
+                ActionStatus::Pending,
+                attempt,
+                None,
+                rec.reason.clone(),
+                None,
+            ),
+            ActionKind::Retry => {
+                let first_seen = match store.incident(Some(d.tenant_id), d.incident_id).await {
+                    Ok(detail) => detail.incident.first_seen,
+                    Err(StoreError::NotFound) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                let candidate = Candidate {
+                    decision: d,
+                    mode: &mode,
+                    action_id: action_id(d.incident_id, ActionKind::Retry, attempt),
+                    attempt,
+                    first_seen,
+                    now,
+                };
+                match admission::admit(&self.ctx, &candidate).await? {
+                    Admitted::Retry { due, why } => (
+                        ActionKind::Retry,
+                        ActionStatus::Scheduled,
+                        attempt,
+                        Some(due),
+                        why,
+                        None,
+                    ),
+                    Admitted::Shadow { due, why } => (
+                        ActionKind::Retry,
+                        ActionStatus::Pending,
+                        attempt,
+                        Some(due),
+                        why,
+                        None,
+                    ),
+                    Admitted::Wait(why) => (
+                        ActionKind::Retry,
+                        ActionStatus::Pending,
+                        attempt,
+                        None,
+                        why,
+                        None,
+                    ),
+                    Admitted::Hold(why) => (
+                        ActionKind::Hold,
+                        ActionStatus::Pending,
+                        attempt,
+                        None,
+                        why,
+                        None,
+                    ),
+                    Admitted::Escalate(why, stopped) => (
+                        ActionKind::Escalate,
+                        ActionStatus::Succeeded,
+                        0,
+                        None,
+                        why,
+                        stopped,
+                    ),
+                }
+            }
+        };
+        let kind_status = if shadow && kind != ActionKind::None {
+            ActionStatus::Pending
+        } else {
+            status
+        };
+        let s = &d.signature_inputs;
+        let action = NewAction {
+            id: action_id(d.incident_id, kind, attempt),
+            tenant_id: d.tenant_id,
+            incident_id: d.incident_id,
+            decision_id: d.id,
+            kind,
+            status: kind_status,
+            attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
+            shadow,
+            due_at: due,
+            reason: reason.clone(),
+            limit_key: stopped.as_ref().map(|s: &StoppedBy| s.config_key.clone()),
+            vendor: s.vendor.clone(),
+            workflow_id: s.workflow_id.clone(),
+            correlation_id: d.correlation_id.clone(),
+        };
+        let escalation = (kind == ActionKind::Escalate && !shadow).then(|| EscalationV1 {
+            action_id: action.id,
+            incident_id: d.incident_id,
+            decision_id: d.id,
+            tenant_id: d.tenant_id,
+            tenant: d.tenant.clone(),
+            workflow_id: s.workflow_id.clone(),
+            error_code: s.error_code.clone(),
+            vendor: s.vendor.clone(),
+            severity: d.classification.severity,
+            level: 1,
+            reason,
+            stopped_by: stopped,
+            correlation_id: d.correlation_id.clone(),
+            at: now,
+        });
+        Ok(Some(Plan { action, escalation }))
+    }
+
+    /// Records the plan, moves the incident to `ACTIONED` and announces an
+    /// escalation, in one transaction; the relay then publishes it.
+    async fn commit(&self, plan: &Plan) -> Result<bool, StoreError> {
+        let once = || async {
+            let mut work = self.ctx.store.begin_work().await?;
+            if !work.record_action(&plan.action, ACTOR).await? {
+                return Ok((false, None));
+            }
+            let a = &plan.action;
+            work.mark_actioned(
+                a.tenant_id,
+                a.incident_id,
+                ACTOR,
+                &format!("{} action: {}", a.kind.as_str(), a.reason),
+            )
+            .await?;
+            if let Some(e) = &plan.escalation {
+                work.outbox(vec![NewOutbox {
+                    tenant_id: e.tenant_id,
+                    subject: self.ctx.bus.ns().escalations(&e.tenant),
+                    msg_id: e.msg_id(),
+                    payload: serde_json::to_value(e).unwrap_or_default(),
+                    correlation_id: Some(e.correlation_id.clone()),
+                }])
+                .await?;
+            }
+            Ok::<_, StoreError>((true, Some(work.commit().await?)))
+        };
+        let (recorded, committed) = retry_transient("action transaction", once).await?;
+        if let Some(committed) = committed {
+            self.relay.publish(committed).await;
+        }
+        Ok(recorded)
+    }
+
+    async fn handle_one(&self, d: &Delivery) -> Outcome {
+        let decision: DecisionV1 = match serde_json::from_slice(&d.payload) {
+            Ok(m) => m,
+            Err(e) => {
+                return Outcome::Reject(format!(
+                    "not a DecisionV1 message: {}",
+                    awfdrs_domain::printable(&e.to_string())
+                ));
+            }
+        };
+        match self.ctx.store.decision_acted_on(decision.id).await {
+            Ok(true) => return Outcome::Ack,
+            Ok(false) => {}
+            Err(e) => return outcome_of(&e, "the action"),
+        }
+        let plan = match self.plan(&decision, d.published).await {
+            Ok(Some(plan)) => plan,
+            Ok(None) => return Outcome::Ack,
+            Err(AdmissionError::Store(e)) => return outcome_of(&e, "the action"),
+            Err(AdmissionError::Guard(e)) => {
+                warn!(error = %e, "admission could not be asked; trying again");
+                return Outcome::Retry(format!("admission: {e}"));
+            }
+        };
+        match self.commit(&plan).await {
+            Ok(recorded) => {
+                if recorded {
+                    let a = &plan.action;
+                    info!(
+                        incident = %a.incident_id, action = %a.id, kind = a.kind.as_str(),
+                        status = a.status.as_str(), attempt = a.attempt, due = ?a.due_at,
+                        shadow = a.shadow, reason = %a.reason, "action"
+                    );
+                }
+                Outcome::Ack
+            }
+            Err(e) => outcome_of(&e, "the action"),
+        }
+    }
+}
+
+impl Handler for CoordinatorHandler {
+    async fn ready(&self) -> bool {
+        self.ctx.store.ping().await.is_ok()
+    }
+
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for d in batch {
+            outcomes.push(self.handle_one(d).await);
+        }
+        outcomes
+    }
+}

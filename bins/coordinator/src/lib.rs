@@ -1,0 +1,62 @@
+//! The coordinator: the stage after the analyzer. It consumes
+//! `<ns>.decisions.<tenant>` and turns each decision into one action, after
+//! one admission step in a fixed order: the tenant's mode and pause, the
+//! vendor's breaker (the process's watched view), the hard limits (reserved,
+//! so concurrent coordinators cannot overshoot), then the tenant's and the
+//! vendor's rate limits. A retry becomes a scheduled action due when its
+//! policy says (and not before a `Retry-After`); a retry an open breaker
+//! blocks becomes a hold that consumes no attempt; a retry past a hard
+//! limit or its policy's maximum becomes an escalation, published on
+//! `<ns>.escalations.<tenant>`. In one transaction per decision it records
+//! the action, moves the incident to `ACTIONED` and writes the escalation to
+//! the outbox.
+//!
+//! An action's id is a UUIDv5 of (incident, kind, attempt) and a decision
+//! makes at most one, so a redelivery or a competing coordinator makes none
+//! twice.
+
+mod admission;
+mod handler;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use awfdrs_bus::{ConsumerSpec, Stage};
+use awfdrs_runtime::Harness;
+
+pub use handler::CoordinatorHandler;
+
+/// The actor the coordinator's timeline entries name.
+pub const ACTOR: &str = "coordinator";
+
+/// Starts the coordinator's consumer loop in `harness`, publishing through
+/// the harness's outbox relay.
+///
+/// # Errors
+/// When the consumer cannot be declared.
+pub async fn start(harness: &Harness) -> anyhow::Result<()> {
+    let ctx = harness.ctx();
+    let settings = ctx.consumer_settings();
+    ctx.bus
+        .declare_consumer(Stage::Coordinator, &settings)
+        .await?;
+    let c = &ctx.config;
+    let spec = ConsumerSpec {
+        stage: Stage::Coordinator,
+        settings,
+        batch_size: c.coordinator.batch_size,
+        linger: Duration::from_millis(c.coordinator.linger_ms),
+        nak_base: Duration::from_millis(c.consumer.nak_base_ms),
+        nak_max: Duration::from_millis(c.consumer.nak_max_ms),
+    };
+    let handler = Arc::new(CoordinatorHandler::new(ctx.clone(), harness.relay()));
+    let name = "coordinator.consumer";
+    let health = ctx.health.task(name);
+    let (bus, sink, metrics) = (ctx.bus.clone(), ctx.dead_letter_sink(), ctx.metrics.clone());
+    harness.spawn(name, |stop| async move {
+        awfdrs_bus::consumer::run(bus, spec, handler, sink, metrics, health, stop)
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Actions: recorded once per decision (and per incident, kind and
+//! attempt), with their timeline; the incident's move to `ACTIONED`; each
+//! tenant's remediation mode.
+
+use awfdrs_domain::decision::ActionKind;
+use awfdrs_domain::{ActionStatus, IncidentStatus};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::states::StateColumn;
+use crate::{Store, StoreError, Work};
+
+/// An action to record.
+#[derive(Debug, Clone)]
+pub struct NewAction {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub incident_id: Uuid,
+    pub decision_id: Uuid,
+    pub kind: ActionKind,
+    pub status: ActionStatus,
+    pub attempt: i32,
+    pub shadow: bool,
+    pub due_at: Option<DateTime<Utc>>,
+    pub reason: String,
+    pub limit_key: Option<String>,
+    pub vendor: Option<String>,
+    pub workflow_id: String,
+    pub correlation_id: String,
+}
+
+/// An action as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Action {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub incident_id: Uuid,
+    pub decision_id: Uuid,
+    pub kind: String,
+    #[sqlx(try_from = "StateColumn<ActionStatus>")]
+    pub status: ActionStatus,
+    pub attempt: i32,
+    pub shadow: bool,
+    pub due_at: Option<DateTime<Utc>>,
+    pub reason: String,
+    pub limit_key: Option<String>,
+    pub vendor: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A tenant's remediation mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct TenantMode {
+    /// `auto`, `approve`, `shadow` or `off`.
+    pub mode: String,
+    pub paused: bool,
+}
+
+impl Default for TenantMode {
+    fn default() -> Self {
+        Self {
+            mode: "auto".to_owned(),
+            paused: false,
+        }
+    }
+}
+
+impl Work {
+    /// Records `action` with its first timeline entry by `actor`, unless its
+    /// decision already made an action or its (incident, kind, attempt)
+    /// exists. Returns whether this transaction recorded it.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn record_action(&mut self, a: &NewAction, actor: &str) -> Result<bool, StoreError> {
+        let recorded: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO actions (id, tenant_id, incident_id, decision_id, kind, status, attempt,
+                                  shadow, due_at, reason, limit_key, vendor, workflow_id, correlation_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(a.id)
+        .bind(a.tenant_id)
+        .bind(a.incident_id)
+        .bind(a.decision_id)
+        .bind(a.kind.as_str())
+        .bind(StateColumn(a.status))
+        .bind(a.attempt)
+        .bind(a.shadow)
+        .bind(a.due_at)
+        .bind(&a.reason)
+        .bind(&a.limit_key)
+        .bind(&a.vendor)
+        .bind(&a.workflow_id)
+        .bind(&a.correlation_id)
+        .fetch_optional(self.conn())
+        .await?;
+        if recorded.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO action_transitions (tenant_id, action_id, from_status, to_status, actor, reason)
+             VALUES ($1, $2, NULL, $3, $4, $5)",
+        )
+        .bind(a.tenant_id)
+        .bind(a.id)
+        .bind(StateColumn(a.status))
+        .bind(actor)
+        .bind(&a.reason)
+        .execute(self.conn())
+        .await?;
+        Ok(true)
+    }
+
+    /// Moves a `NEW` or `ANALYZING` incident to `ACTIONED`, with a timeline
+    /// entry by `actor` for `reason`. Returns whether it moved.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn mark_actioned(
+        &mut self,
+        tenant: Uuid,
+        incident: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let before: Option<StateColumn<IncidentStatus>> = sqlx::query_scalar(
+            "WITH old AS (SELECT id, status FROM incidents
+                          WHERE tenant_id = $1 AND id = $2 AND status IN ($4, $5) FOR UPDATE)
+             UPDATE incidents i SET status = $3, actioned_at = now(), updated_at = now()
+             FROM old WHERE i.id = old.id
+             RETURNING old.status",
+        )
+        .bind(tenant)
+        .bind(incident)
+        .bind(StateColumn(IncidentStatus::Actioned))
+        .bind(StateColumn(IncidentStatus::New))
+        .bind(StateColumn(IncidentStatus::Analyzing))
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(before) = before else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO incident_transitions (tenant_id, incident_id, from_status, to_status, actor, reason)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant)
+        .bind(incident)
+        .bind(before)
+        .bind(StateColumn(IncidentStatus::Actioned))
+        .bind(actor)
+        .bind(reason)
+        .execute(self.conn())
+        .await?;
+        Ok(true)
+    }
+}
+
+impl Store {
+    /// The next retry attempt of `incident`: one more than its latest.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn next_attempt(&self, tenant: Uuid, incident: Uuid) -> Result<i32, StoreError> {
+        let latest: Option<i32> = sqlx::query_scalar(
+            "SELECT max(attempt) FROM actions
+             WHERE tenant_id = $1 AND incident_id = $2 AND kind = 'retry'",
+        )
+        .bind(tenant)
+        .bind(incident)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(latest.unwrap_or(0) + 1)
+    }
+
+    /// Whether `decision` already made an action.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn decision_acted_on(&self, decision: Uuid) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM actions WHERE decision_id = $1)")
+                .bind(decision)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The tenant's remediation mode (`auto`, not paused, unless set).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn tenant_mode(&self, tenant: Uuid) -> Result<TenantMode, StoreError> {
+        let mode: Option<TenantMode> =
+            sqlx::query_as("SELECT mode, paused FROM tenant_modes WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(mode.unwrap_or_default())
+    }
+
+    /// Sets the tenant's mode and pause, recording who and why.
+    ///
+    /// # Errors
+    /// On database failure, or a mode the table refuses.
+    pub async fn set_tenant_mode(
+        &self,
+        tenant: Uuid,
+        mode: &TenantMode,
+        by: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenant_modes (tenant_id, mode, paused, changed_by, reason)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (tenant_id) DO UPDATE SET mode = EXCLUDED.mode, paused = EXCLUDED.paused,
+                 changed_by = EXCLUDED.changed_by, reason = EXCLUDED.reason, changed_at = now()",
+        )
+        .bind(tenant)
+        .bind(&mode.mode)
+        .bind(mode.paused)
+        .bind(by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The actions about `incident`, oldest first.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn actions(
+        &self,
+        tenant: Option<Uuid>,
+        incident: Uuid,
+    ) -> Result<Vec<Action>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, tenant_id, incident_id, decision_id, kind, status, attempt, shadow, due_at,
+                    reason, limit_key, vendor, created_at, updated_at
+             FROM actions WHERE incident_id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
+             ORDER BY created_at, id",
+        )
+        .bind(incident)
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,229 @@
+//! The coordinator end to end: each decision becomes one action after the
+//! admission step; escalations are announced; shadow and off send nothing;
+//! a redelivered decision makes no second action.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use awfdrs_bus::Outgoing;
+use awfdrs_domain::EscalationV1;
+use awfdrs_store::TenantMode;
+use awfdrs_tests::{System, eventually, failure};
+use bytes::Bytes;
+use serde_json::Value;
+use sqlx::PgPool;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn count(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// The only incident of `key`'s tenant once it has an action.
+async fn actioned(sys: &System, key: &str) -> Value {
+    eventually(WAIT, "an action", || async {
+        let (_, list) = sys.get("/api/v1/incidents", key).await;
+        let id = list["items"][0]["id"].as_str()?.to_owned();
+        let (_, detail) = sys.get(&format!("/api/v1/incidents/{id}"), key).await;
+        (!detail["actions"].as_array()?.is_empty()).then_some(detail)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_transient_failure_becomes_one_scheduled_retry_and_the_incident_is_actioned() {
+    let sys = System::start_coordinated(&[]).await;
+    let (_, key) = sys.tenant("acme").await;
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("f1", "checkout", "payment_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let detail = actioned(&sys, &key).await;
+    let a = &detail["actions"][0];
+    assert_eq!(a["kind"], "retry", "{detail}");
+    assert_eq!(a["status"], "SCHEDULED");
+    assert_eq!(a["attempt"], 1);
+    assert_eq!(a["decision_id"], detail["decisions"][0]["id"]);
+    assert!(a["due_at"].is_string(), "a retry is due at a time: {a}");
+    assert_eq!(detail["status"], "ACTIONED");
+    let last = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["from_status"].clone(), last["actor"].clone()),
+        ("ANALYZING".into(), "coordinator".into())
+    );
+
+    // The same decision delivered again (another message id) makes nothing new.
+    let decision = detail["decisions"][0].clone();
+    sys.ctx
+        .bus
+        .publish(Outgoing {
+            subject: sys.ctx.bus.ns().decisions("acme"),
+            msg_id: "redelivered".into(),
+            correlation_id: None,
+            headers: Vec::new(),
+            payload: Bytes::from(decision.to_string()),
+        })
+        .await
+        .unwrap();
+    let pool = sys.ctx.store.pool().clone();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(count(&pool, "SELECT count(*) FROM actions").await, 1);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM action_transitions").await,
+        1
+    );
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_error_is_escalated_on_the_escalations_subject() {
+    let sys = System::start_coordinated(&[]).await;
+    let (_, key) = sys.tenant("acme").await;
+    let mut escalations = sys
+        .ctx
+        .bus
+        .subscribe(sys.ctx.bus.ns().escalations("acme"))
+        .await
+        .unwrap();
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("f1", "checkout", "card_declined"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let detail = actioned(&sys, &key).await;
+    let a = &detail["actions"][0];
+    assert_eq!(a["kind"], "escalate", "{detail}");
+    assert_eq!(a["attempt"], 0);
+    let msg = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut escalations))
+        .await
+        .expect("an escalation message")
+        .unwrap();
+    let e: EscalationV1 = serde_json::from_slice(&msg.payload).unwrap();
+    assert_eq!(e.action_id.to_string(), a["id"].as_str().unwrap());
+    assert_eq!(e.incident_id.to_string(), detail["id"].as_str().unwrap());
+    assert_eq!(e.tenant, "acme");
+    assert_eq!(e.level, 1);
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_into_an_open_breaker_is_held_and_spends_no_attempt() {
+    let sys = System::start_coordinated(&[]).await;
+    let (_, key) = sys.tenant("acme").await;
+    sys.ctx
+        .breakers
+        .force_open("stripe", "test", "vendor down")
+        .await
+        .unwrap();
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("f1", "checkout", "payment_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let detail = actioned(&sys, &key).await;
+    let a = &detail["actions"][0];
+    assert_eq!(a["kind"], "hold", "{detail}");
+    assert_eq!(a["status"], "PENDING");
+    let pool = sys.ctx.store.pool().clone();
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM retry_attempts").await,
+        0,
+        "a hold spends no attempt"
+    );
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn shadow_records_a_would_be_retry_and_off_records_nothing() {
+    let sys = System::start_coordinated(&[]).await;
+    let (shadow, shadow_key) = sys.tenant("shadowed").await;
+    let (off, off_key) = sys.tenant("quiet").await;
+    for (t, mode) in [(&shadow, "shadow"), (&off, "off")] {
+        sys.ctx
+            .store
+            .set_tenant_mode(
+                t.id,
+                &TenantMode {
+                    mode: mode.into(),
+                    paused: false,
+                },
+                "test",
+                "trying it out",
+            )
+            .await
+            .unwrap();
+    }
+    for key in [&shadow_key, &off_key] {
+        let (status, _) = sys
+            .post(
+                "/api/v1/events",
+                key,
+                &failure("f1", "checkout", "payment_timeout"),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    let detail = actioned(&sys, &shadow_key).await;
+    let a = &detail["actions"][0];
+    assert_eq!(
+        (a["kind"].clone(), a["shadow"].clone(), a["status"].clone()),
+        ("retry".into(), true.into(), "PENDING".into())
+    );
+    assert!(
+        a["reason"].as_str().unwrap().starts_with("shadow mode"),
+        "{a}"
+    );
+
+    // `off`: the decision is made, and no action.
+    let pool = sys.ctx.store.pool().clone();
+    eventually(WAIT, "the quiet tenant's decision", || async {
+        (count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM decisions WHERE tenant_id = '{}'",
+                off.id
+            ),
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM actions WHERE tenant_id = '{}'",
+                off.id
+            )
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM retry_attempts").await,
+        0,
+        "neither spends an attempt"
+    );
+    sys.stop().await;
+}
