@@ -36,7 +36,13 @@ CREATE TABLE actions (
     limit_key       text,
     vendor          text,
     workflow_id     text NOT NULL,
+    -- The failure a retry retries: its run, step and idempotency key.
+    workflow_run_id text,
+    step            text,
+    idempotency_key text,
     correlation_id  text NOT NULL,
+    -- When the scheduler fired it (published its retry command).
+    fired_at        timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (incident_id, kind, attempt)

@@ -86,6 +86,7 @@ enum Stages {
     Detector,
     Analyzer,
     Coordinator,
+    Scheduler,
 }
 
 /// A running system: gateway and detector in-process.
@@ -123,6 +124,11 @@ impl System {
         Self::start_workers(extra, 1, Stages::Coordinator).await
     }
 
+    /// Starts every worker in one process, as `awfdrs up` does.
+    pub async fn start_all(extra: &[(&str, &str)]) -> Self {
+        Self::start_workers(extra, 1, Stages::Scheduler).await
+    }
+
     async fn start_workers(extra: &[(&str, &str)], detectors: usize, upto: Stages) -> Self {
         let world = World::new().await;
         let ctx = world.context(extra).await;
@@ -150,6 +156,9 @@ impl System {
                 awfdrs_coordinator::start(&process)
                     .await
                     .expect("coordinator");
+            }
+            if upto >= Stages::Scheduler && i == 0 {
+                awfdrs_scheduler::start(&process).await.expect("scheduler");
             }
             tasks.push(tokio::spawn(process.run()));
         }

@@ -174,6 +174,7 @@ mod tests {
             "worker detector",
             "worker analyzer",
             "worker coordinator",
+            "worker scheduler",
             "migrate",
             "tenants create acme",
             "tenants list",
@@ -210,7 +211,7 @@ mod tests {
     #[test]
     fn a_wrong_worker_or_a_missing_reason_is_refused() {
         for line in [
-            "worker scheduler",
+            "worker notifier",
             "breakers open stripe",
             "tenants create",
             "incidents show not-an-id",

@@ -31,6 +31,7 @@ pub enum Worker {
     Detector,
     Analyzer,
     Coordinator,
+    Scheduler,
 }
 
 /// Applies the migrations and declares the JetStream topology.
@@ -58,6 +59,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     awfdrs_detector::start(&harness).await?;
     awfdrs_analyzer::start(&harness).await?;
     awfdrs_coordinator::start(&harness).await?;
+    awfdrs_scheduler::start(&harness).await?;
     harness.run().await
 }
 
@@ -81,6 +83,10 @@ pub async fn worker(config: Config, name: Worker) -> anyhow::Result<()> {
         Worker::Coordinator => {
             harness.serve_ops().await?;
             awfdrs_coordinator::start(&harness).await?;
+        }
+        Worker::Scheduler => {
+            harness.serve_ops().await?;
+            awfdrs_scheduler::start(&harness).await?;
         }
     }
     harness.run().await

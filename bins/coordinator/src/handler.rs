@@ -135,6 +135,11 @@ impl CoordinatorHandler {
             status
         };
         let s = &d.signature_inputs;
+        let (workflow_run_id, step, idempotency_key) =
+            match store.latest_failure(d.tenant_id, d.incident_id).await? {
+                Some((run, step, key)) => (run, step, Some(key)),
+                None => (None, s.step.clone(), None),
+            };
         let action = NewAction {
             id: action_id(d.incident_id, kind, attempt),
             tenant_id: d.tenant_id,
@@ -149,6 +154,9 @@ impl CoordinatorHandler {
             limit_key: stopped.as_ref().map(|s: &StoppedBy| s.config_key.clone()),
             vendor: s.vendor.clone(),
             workflow_id: s.workflow_id.clone(),
+            workflow_run_id,
+            step,
+            idempotency_key,
             correlation_id: d.correlation_id.clone(),
         };
         let escalation = (kind == ActionKind::Escalate && !shadow).then(|| EscalationV1 {

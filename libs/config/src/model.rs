@@ -17,6 +17,7 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub analyzer: AnalyzerConfig,
     pub coordinator: CoordinatorConfig,
+    pub scheduler: SchedulerConfig,
     pub outbox: OutboxConfig,
     pub consumer: ConsumerConfig,
     pub telemetry: TelemetryConfig,
@@ -122,6 +123,17 @@ pub struct CoordinatorConfig {
     /// Decisions per fetch, and how long to wait for a batch to fill.
     pub batch_size: usize,
     pub linger_ms: u64,
+}
+
+/// The retry scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Due retries fired per transaction.
+    pub batch_size: i64,
+    /// The longest the scheduler sleeps without looking (it is woken early
+    /// when a nearer retry is scheduled).
+    pub max_sleep_ms: u64,
 }
 
 /// The outbox relay every worker with an outbox runs.
@@ -344,6 +356,16 @@ impl Config {
             self.detector.linger_ms <= 1000,
             "detector.linger_ms",
             "must be at most 1000",
+        );
+        check(
+            (1..=10_000).contains(&self.scheduler.batch_size),
+            "scheduler.batch_size",
+            "must be between 1 and 10000",
+        );
+        check(
+            self.scheduler.max_sleep_ms >= 10,
+            "scheduler.max_sleep_ms",
+            "must be at least 10",
         );
         check(
             (1..=1000).contains(&self.coordinator.batch_size),

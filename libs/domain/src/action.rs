@@ -135,6 +135,36 @@ impl EscalationV1 {
     }
 }
 
+/// `<ns>.commands.<tenant>.<workflow>.retry`: what a producer's workflow
+/// engine consumes to retry a failed step. Published by the scheduler
+/// through its outbox with message id `retry:<action_id>:<attempt>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryCommandV1 {
+    pub action_id: Uuid,
+    pub incident_id: Uuid,
+    pub tenant: String,
+    pub workflow_id: String,
+    pub workflow_run_id: Option<String>,
+    pub step: Option<String>,
+    pub vendor: Option<String>,
+    /// 1 for the first retry.
+    pub attempt: u32,
+    /// The idempotency key of the failed event this retries.
+    pub idempotency_key: Option<String>,
+    pub correlation_id: String,
+    pub due_at: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+}
+
+impl RetryCommandV1 {
+    /// The message id of its publication: one per action and attempt.
+    #[must_use]
+    pub fn msg_id(&self) -> String {
+        format!("retry:{}:{}", self.action_id, self.attempt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

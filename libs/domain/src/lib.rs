@@ -23,7 +23,7 @@ pub mod slug;
 pub mod text;
 pub mod webhook;
 
-pub use action::{ActionStatus, EscalationV1, action_id};
+pub use action::{ActionStatus, EscalationV1, RetryCommandV1, action_id};
 pub use body::{
     BatchError, BodyError, ItemResult, ParsedEvent, parse_batch, parse_body, parse_value,
 };

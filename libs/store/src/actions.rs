@@ -11,6 +11,9 @@ use uuid::Uuid;
 use crate::states::StateColumn;
 use crate::{Store, StoreError, Work};
 
+/// The PostgreSQL notification channel a scheduled retry is announced on.
+pub const RETRIES_CHANNEL: &str = "awfdrs_retries";
+
 /// An action to record.
 #[derive(Debug, Clone)]
 pub struct NewAction {
@@ -27,6 +30,9 @@ pub struct NewAction {
     pub limit_key: Option<String>,
     pub vendor: Option<String>,
     pub workflow_id: String,
+    pub workflow_run_id: Option<String>,
+    pub step: Option<String>,
+    pub idempotency_key: Option<String>,
     pub correlation_id: String,
 }
 
@@ -77,8 +83,9 @@ impl Work {
     pub async fn record_action(&mut self, a: &NewAction, actor: &str) -> Result<bool, StoreError> {
         let recorded: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO actions (id, tenant_id, incident_id, decision_id, kind, status, attempt,
-                                  shadow, due_at, reason, limit_key, vendor, workflow_id, correlation_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                  shadow, due_at, reason, limit_key, vendor, workflow_id, correlation_id,
+                                  workflow_run_id, step, idempotency_key)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT DO NOTHING
              RETURNING id",
         )
@@ -96,10 +103,22 @@ impl Work {
         .bind(&a.vendor)
         .bind(&a.workflow_id)
         .bind(&a.correlation_id)
+        .bind(&a.workflow_run_id)
+        .bind(&a.step)
+        .bind(&a.idempotency_key)
         .fetch_optional(self.conn())
         .await?;
         if recorded.is_none() {
             return Ok(false);
+        }
+        if a.status == ActionStatus::Scheduled && !a.shadow {
+            // Wakes a sleeping scheduler when this retry is nearer than
+            // what it waits for (delivered on commit).
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(RETRIES_CHANNEL)
+                .bind(a.due_at.map(|d| d.to_rfc3339()).unwrap_or_default())
+                .execute(self.conn())
+                .await?;
         }
         sqlx::query(
             "INSERT INTO action_transitions (tenant_id, action_id, from_status, to_status, actor, reason)

@@ -18,6 +18,7 @@ mod incidents;
 mod ingest;
 mod outbox;
 mod safety;
+mod schedule;
 mod states;
 mod tenants;
 mod work;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
-pub use actions::{Action, NewAction, TenantMode};
+pub use actions::{Action, NewAction, RETRIES_CHANNEL, TenantMode};
 pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally};
@@ -41,6 +42,7 @@ pub use safety::{
     AttemptReservation, BreakerTransitionRow, NewBreakerTransition, NewRetryAttempt,
     RetryAttemptCounts, RetryScope,
 };
+pub use schedule::DueRetry;
 pub use tenants::Tenant;
 pub use work::{Committed, NewOutbox, Work};
 

@@ -111,6 +111,10 @@ pub struct Metrics {
     pub kv_cas_conflicts: Family<BucketLabels, Counter>,
     /// KV watches this process holds open, by bucket: one per bucket.
     pub kv_watches: Family<BucketLabels, Gauge>,
+    /// Retry commands the scheduler fired (written to the outbox).
+    pub retry_commands: Counter,
+    /// How late the scheduler fired each retry (fired − due).
+    pub scheduler_lateness_seconds: Histogram,
     pub rate_limit_decisions: Family<RateLimitLabels, Counter>,
     pub hard_limits_exceeded: Family<HardLimitLabels, Counter>,
 }
@@ -166,6 +170,8 @@ impl Metrics {
             breaker_transition_record_failures: Counter::default(),
             kv_cas_conflicts: Family::default(),
             kv_watches: Family::default(),
+            retry_commands: Counter::default(),
+            scheduler_lateness_seconds: latency(),
             rate_limit_decisions: Family::default(),
             hard_limits_exceeded: Family::default(),
             registry: Registry::default(),
@@ -259,6 +265,16 @@ impl Metrics {
             "kv_cas_conflicts",
             "KV compare-and-set writes lost to a concurrent writer and recomputed, by bucket",
             m.kv_cas_conflicts.clone(),
+        );
+        registry.register(
+            "retry_commands",
+            "Retry commands the scheduler fired",
+            m.retry_commands.clone(),
+        );
+        registry.register(
+            "scheduler_lateness_seconds",
+            "How late the scheduler fired each retry (fired minus due)",
+            m.scheduler_lateness_seconds.clone(),
         );
         registry.register(
             "kv_watches",
