@@ -427,17 +427,26 @@ fn run_by_a_test(words: &[String], sources: &str) -> bool {
         || (words.len() == 1 && sources.contains(&format!("arg({seq})")))
 }
 
-/// The test sources (this crate's tests and harness), whitespace removed.
+/// The test sources (this crate's tests and harness, in every
+/// subdirectory), whitespace removed.
 fn test_sources() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut all = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
-    for entry in std::fs::read_dir(dir.join("tests")).unwrap() {
+    let mut all = String::new();
+    read_sources(&dir.join("src"), &mut all);
+    read_sources(&dir.join("tests"), &mut all);
+    all.split_whitespace().collect()
+}
+
+/// Appends every `.rs` file under `dir`, subdirectories included, to `all`.
+fn read_sources(dir: &Path, all: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
+        if path.is_dir() {
+            read_sources(&path, all);
+        } else if path.extension().is_some_and(|e| e == "rs") {
             all.push_str(&std::fs::read_to_string(path).unwrap());
         }
     }
-    all.split_whitespace().collect()
 }
 
 #[test]
