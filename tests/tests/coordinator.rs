@@ -227,3 +227,36 @@ async fn shadow_records_a_would_be_retry_and_off_records_nothing() {
     );
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_resolution_cancels_the_retry_still_waiting() {
+    let sys = System::start_coordinated(&[("AWFDRS__DETECTOR__AUTO_RESOLVE_SUCCESSES", "1")]).await;
+    let (_, key) = sys.tenant("acme").await;
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("f1", "checkout", "payment_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let detail = actioned(&sys, &key).await;
+    assert_eq!(detail["actions"][0]["status"], "SCHEDULED");
+    let id = detail["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &awfdrs_tests::success("s1", "checkout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let closed: Value = eventually(WAIT, "the waiting retry cancelled", || async {
+        let (_, d) = sys.get(&format!("/api/v1/incidents/{id}"), &key).await;
+        (d["actions"][0]["status"] == "CANCELLED").then_some(d)
+    })
+    .await;
+    assert_eq!(closed["status"], "RESOLVED");
+    sys.stop().await;
+}

@@ -26,7 +26,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 
 #[tokio::test]
 async fn a_due_retry_is_fired_once_as_a_retry_command() {
-    let sys = System::start_all(&[]).await;
+    let sys = System::start_all(&[("AWFDRS__DETECTOR__AUTO_RESOLVE_SUCCESSES", "1")]).await;
     let (_, key) = sys.tenant("acme").await;
     let mut commands = sys
         .ctx
@@ -83,6 +83,29 @@ async fn a_due_retry_is_fired_once_as_a_retry_command() {
             .await
             .unwrap();
     assert_eq!(actors, ["coordinator", "scheduler"]);
+
+    // The workflow recovers after the retry: the incident resolves and the
+    // retry that preceded it succeeded.
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &awfdrs_tests::success("order-7-charge-2", "checkout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let closed: Value = eventually(WAIT, "the retry succeeded", || async {
+        let (_, d) = sys.get(&format!("/api/v1/incidents/{id}"), &key).await;
+        (d["actions"][0]["status"] == "SUCCEEDED").then_some(d)
+    })
+    .await;
+    assert_eq!(closed["status"], "RESOLVED");
+    let actors: Vec<String> =
+        sqlx::query_scalar("SELECT actor FROM action_transitions ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(actors, ["coordinator", "scheduler", "auto-resolve"]);
     sys.stop().await;
 }
 

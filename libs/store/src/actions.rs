@@ -270,3 +270,43 @@ impl Store {
         .await?)
     }
 }
+
+/// Closes the actions of incidents that just resolved: a retry that was
+/// fired (`EXECUTING`) succeeded, since the workflow recovered after it;
+/// anything still waiting (`PENDING`, `SCHEDULED`) is cancelled. Each change
+/// gets its timeline entry by `actor`. Shadow actions stay as recorded.
+pub(crate) async fn close_for_resolved(
+    tx: &mut sqlx::PgConnection,
+    incidents: &[Uuid],
+    actor: &str,
+) -> Result<(), StoreError> {
+    if incidents.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH changed AS (
+             UPDATE actions a
+             SET status = CASE WHEN a.status = $2 THEN $4 ELSE $5 END, updated_at = now()
+             FROM (SELECT id, status FROM actions
+                   WHERE incident_id = ANY($1) AND NOT shadow AND status IN ($2, $3, $6)
+                   ORDER BY id FOR UPDATE) old
+             WHERE a.id = old.id
+             RETURNING a.tenant_id, a.id, old.status AS from_status, a.status AS to_status
+         )
+         INSERT INTO action_transitions (tenant_id, action_id, from_status, to_status, actor, reason)
+         SELECT tenant_id, id, from_status, to_status, $7,
+                CASE WHEN to_status = $4 THEN 'the workflow recovered after the retry'
+                     ELSE 'the incident resolved' END
+         FROM changed",
+    )
+    .bind(incidents)
+    .bind(StateColumn(ActionStatus::Executing))
+    .bind(StateColumn(ActionStatus::Scheduled))
+    .bind(StateColumn(ActionStatus::Succeeded))
+    .bind(StateColumn(ActionStatus::Cancelled))
+    .bind(StateColumn(ActionStatus::Pending))
+    .bind(actor)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
