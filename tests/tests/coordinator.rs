@@ -260,3 +260,40 @@ async fn a_resolution_cancels_the_retry_still_waiting() {
     assert_eq!(closed["status"], "RESOLVED");
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn an_operator_resolving_an_incident_cancels_its_waiting_retry() {
+    let sys = System::start_coordinated(&[]).await;
+    let (_, key) = sys.tenant("acme").await;
+    let (_, other) = sys.tenant("globex").await;
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("f1", "checkout", "payment_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let detail = actioned(&sys, &key).await;
+    let id = detail["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/incidents/{id}/resolve");
+    let (status, _) = sys.post(&path, &other, &serde_json::json!({})).await;
+    assert_eq!(status, 404, "another tenant's incident is not there");
+    let (status, resolved) = sys.post(&path, &key, &serde_json::json!({})).await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["status"], "RESOLVED");
+    assert_eq!(resolved["resolved_by"], "operator:acme");
+    assert_eq!(resolved["actions"][0]["status"], "CANCELLED");
+    let last = resolved["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["actor"], "operator:acme");
+    // Again: unchanged.
+    let (status, again) = sys.post(&path, &key, &serde_json::json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(again["timeline"], resolved["timeline"]);
+    sys.stop().await;
+}

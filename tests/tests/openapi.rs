@@ -14,6 +14,7 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/events/batch"),
     ("get", "/api/v1/incidents"),
     ("get", "/api/v1/incidents/{id}"),
+    ("post", "/api/v1/incidents/{id}/resolve"),
     ("get", "/api/v1/breakers"),
     ("post", "/api/v1/breakers/{vendor}/reset"),
     ("get", "/metrics"),

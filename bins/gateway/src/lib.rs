@@ -92,6 +92,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(ingest::batch))
         .routes(routes!(ops::list_incidents))
         .routes(routes!(ops::get_incident))
+        .routes(routes!(ops::resolve_incident))
         .routes(routes!(ops::list_breakers))
         .routes(routes!(ops::reset_breaker))
         .routes(routes!(openapi::serve))
@@ -205,6 +206,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/events/batch" => "/api/v1/events/batch",
         "/api/v1/incidents" => "/api/v1/incidents",
         "/api/v1/incidents/{id}" => "/api/v1/incidents/{id}",
+        "/api/v1/incidents/{id}/resolve" => "/api/v1/incidents/{id}/resolve",
         "/api/v1/breakers" => "/api/v1/breakers",
         "/api/v1/breakers/{vendor}/reset" => "/api/v1/breakers/{vendor}/reset",
         "/api/v1/openapi.json" => "/api/v1/openapi.json",

@@ -147,33 +147,86 @@ pub(crate) async fn get_incident(
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let Path(id) = id.map_err(|e| Problem::bad_request(e.body_text()))?;
-        let id =
-            Uuid::parse_str(&id).map_err(|_| Problem::not_found(format!("no incident {id:?}")))?;
-        let detail = state
-            .ctx()
-            .store
-            .incident(caller.scope(), id)
-            .await
-            .map_err(store_problem)?;
-        let store = &state.ctx().store;
-        let (inputs, decisions, actions) = tokio::try_join!(
-            store.signature_inputs(caller.scope(), id),
-            store.decisions(caller.scope(), id),
-            store.actions(caller.scope(), id),
-        )
-        .map_err(store_problem)?;
-        let mut body = serde_json::to_value(&detail)
-            .map_err(|e| Problem::internal("the incident could not be encoded").caused_by(&e))?;
-        if let Some(o) = body.as_object_mut() {
-            o.insert("signature_inputs".into(), json!(inputs));
-            o.insert("decisions".into(), json!(decisions));
-            o.insert("actions".into(), json!(actions));
-        }
-        Ok::<_, Problem>(axum::Json(body))
+        let id = incident_id(id)?;
+        Ok::<_, Problem>(axum::Json(incident_body(&state, &caller, id).await?))
     }
     .await;
     result.into_response()
+}
+
+/// An operator resolves an incident: what its actions still wait for is
+/// cancelled. Resolving a resolved incident changes nothing.
+#[utoipa::path(
+    post, path = "/api/v1/incidents/{id}/resolve", tag = "operations",
+    params(("id" = Uuid, Path, description = "The incident's id")),
+    responses(
+        (status = 200, description = "The incident, `RESOLVED`, `resolved_by` the key", body = schema::IncidentDetail),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 404, description = "No such incident for the caller", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The database cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn resolve_incident(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = auth::caller(&state, &headers).await?;
+        let id = incident_id(id)?;
+        let by = match &caller {
+            auth::Caller::Tenant(t) => format!("operator:{}", t.slug),
+            auth::Caller::Admin => "operator:admin".to_owned(),
+        };
+        state
+            .ctx()
+            .store
+            .resolve_incident(
+                caller.scope(),
+                id,
+                &by,
+                "resolved by an operator over the API",
+            )
+            .await
+            .map_err(store_problem)?;
+        Ok::<_, Problem>(axum::Json(incident_body(&state, &caller, id).await?))
+    }
+    .await;
+    result.into_response()
+}
+
+fn incident_id(id: Result<Path<String>, PathRejection>) -> Result<Uuid, Problem> {
+    let Path(id) = id.map_err(|e| Problem::bad_request(e.body_text()))?;
+    Uuid::parse_str(&id).map_err(|_| Problem::not_found(format!("no incident {id:?}")))
+}
+
+/// The single-incident view: the incident, its timeline, signature inputs,
+/// decisions and actions.
+async fn incident_body(
+    state: &AppState,
+    caller: &auth::Caller,
+    id: Uuid,
+) -> Result<serde_json::Value, Problem> {
+    let store = &state.ctx().store;
+    let detail = store
+        .incident(caller.scope(), id)
+        .await
+        .map_err(store_problem)?;
+    let (inputs, decisions, actions) = tokio::try_join!(
+        store.signature_inputs(caller.scope(), id),
+        store.decisions(caller.scope(), id),
+        store.actions(caller.scope(), id),
+    )
+    .map_err(store_problem)?;
+    let mut body = serde_json::to_value(&detail)
+        .map_err(|e| Problem::internal("the incident could not be encoded").caused_by(&e))?;
+    if let Some(o) = body.as_object_mut() {
+        o.insert("signature_inputs".into(), json!(inputs));
+        o.insert("decisions".into(), json!(decisions));
+        o.insert("actions".into(), json!(actions));
+    }
+    Ok(body)
 }
 
 fn store_problem(e: StoreError) -> Problem {

@@ -271,14 +271,16 @@ impl Store {
     }
 }
 
-/// Closes the actions of incidents that just resolved: a retry that was
-/// fired (`EXECUTING`) succeeded, since the workflow recovered after it;
-/// anything still waiting (`PENDING`, `SCHEDULED`) is cancelled. Each change
-/// gets its timeline entry by `actor`. Shadow actions stay as recorded.
+/// Closes the actions of incidents that just resolved: anything still
+/// waiting (`PENDING`, `SCHEDULED`) is cancelled, and when the workflow
+/// `recovered` (successes resolved it) a fired retry (`EXECUTING`)
+/// succeeded. Each change gets its timeline entry by `actor`. Shadow
+/// actions stay as recorded.
 pub(crate) async fn close_for_resolved(
     tx: &mut sqlx::PgConnection,
     incidents: &[Uuid],
     actor: &str,
+    recovered: bool,
 ) -> Result<(), StoreError> {
     if incidents.is_empty() {
         return Ok(());
@@ -288,7 +290,8 @@ pub(crate) async fn close_for_resolved(
              UPDATE actions a
              SET status = CASE WHEN a.status = $2 THEN $4 ELSE $5 END, updated_at = now()
              FROM (SELECT id, status FROM actions
-                   WHERE incident_id = ANY($1) AND NOT shadow AND status IN ($2, $3, $6)
+                   WHERE incident_id = ANY($1) AND NOT shadow
+                     AND (status IN ($3, $6) OR ($8 AND status = $2))
                    ORDER BY id FOR UPDATE) old
              WHERE a.id = old.id
              RETURNING a.tenant_id, a.id, old.status AS from_status, a.status AS to_status
@@ -306,7 +309,65 @@ pub(crate) async fn close_for_resolved(
     .bind(StateColumn(ActionStatus::Cancelled))
     .bind(StateColumn(ActionStatus::Pending))
     .bind(actor)
+    .bind(recovered)
     .execute(tx)
     .await?;
     Ok(())
+}
+
+impl Store {
+    /// Resolves `incident` (of `tenant`, None for any) by an operator
+    /// (`by`), cancelling what its actions still wait for. Returns whether
+    /// it changed: resolving a resolved incident changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`] when there is no such incident; on database
+    /// failure.
+    pub async fn resolve_incident(
+        &self,
+        tenant: Option<Uuid>,
+        incident: Uuid,
+        by: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let old: Option<(Uuid, StateColumn<IncidentStatus>)> = sqlx::query_as(
+            "SELECT tenant_id, status FROM incidents
+             WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2) FOR UPDATE",
+        )
+        .bind(incident)
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((tenant_id, StateColumn(before))) = old else {
+            return Err(StoreError::NotFound);
+        };
+        if before == IncidentStatus::Resolved {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE incidents SET status = $2, resolved_at = now(), resolved_by = $3, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(incident)
+        .bind(StateColumn(IncidentStatus::Resolved))
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO incident_transitions (tenant_id, incident_id, from_status, to_status, actor, reason)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant_id)
+        .bind(incident)
+        .bind(StateColumn(before))
+        .bind(StateColumn(IncidentStatus::Resolved))
+        .bind(by)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        close_for_resolved(&mut tx, &[incident], by, false).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }

@@ -152,7 +152,7 @@ impl Work {
         let resolved_rows = incidents::count_successes(tx, batch, &out.inserted, settings).await?;
         incidents::write_transitions(tx, &out.opened, &resolved_rows, settings).await?;
         out.resolved = resolved_rows.iter().map(|r| r.0).collect();
-        crate::actions::close_for_resolved(tx, &out.resolved, "auto-resolve").await?;
+        crate::actions::close_for_resolved(tx, &out.resolved, "auto-resolve", true).await?;
 
         Ok(out)
     }
