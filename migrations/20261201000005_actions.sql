@@ -14,6 +14,15 @@ CREATE TABLE tenant_modes (
     changed_at      timestamptz NOT NULL DEFAULT now()
 );
 
+-- Every automatic retry of every tenant paused at once (`awfdrs pause`).
+CREATE TABLE remediation_pause (
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    paused          boolean NOT NULL,
+    changed_by      text NOT NULL,
+    reason          text NOT NULL,
+    changed_at      timestamptz NOT NULL DEFAULT now()
+);
+
 -- One row per action. Its id is a UUIDv5 of (incident, kind, attempt), and a
 -- decision makes at most one action, so redelivered decisions and competing
 -- coordinators cannot make one twice.

@@ -16,6 +16,7 @@ mod ingest;
 mod openapi;
 mod ops;
 mod problem;
+mod remedy;
 mod server;
 
 use std::num::NonZeroU32;
@@ -93,6 +94,9 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(ops::list_incidents))
         .routes(routes!(ops::get_incident))
         .routes(routes!(ops::resolve_incident))
+        .routes(routes!(remedy::list_actions))
+        .routes(routes!(remedy::cancel_action))
+        .routes(routes!(remedy::get_mode, remedy::put_mode))
         .routes(routes!(ops::list_breakers))
         .routes(routes!(ops::reset_breaker))
         .routes(routes!(openapi::serve))
@@ -207,6 +211,9 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/incidents" => "/api/v1/incidents",
         "/api/v1/incidents/{id}" => "/api/v1/incidents/{id}",
         "/api/v1/incidents/{id}/resolve" => "/api/v1/incidents/{id}/resolve",
+        "/api/v1/actions" => "/api/v1/actions",
+        "/api/v1/actions/{id}/cancel" => "/api/v1/actions/{id}/cancel",
+        "/api/v1/mode" => "/api/v1/mode",
         "/api/v1/breakers" => "/api/v1/breakers",
         "/api/v1/breakers/{vendor}/reset" => "/api/v1/breakers/{vendor}/reset",
         "/api/v1/openapi.json" => "/api/v1/openapi.json",

@@ -114,7 +114,7 @@ pub(crate) async fn list_incidents(
 
 /// Why a query value cannot be a filter: control characters (PostgreSQL
 /// refuses a NUL in text) or more than 1024 bytes.
-fn text_problem(name: &str, value: &str) -> Option<awfdrs_domain::FieldError> {
+pub(crate) fn text_problem(name: &str, value: &str) -> Option<awfdrs_domain::FieldError> {
     let reason = if value.chars().any(char::is_control) {
         "must not contain control characters"
     } else if value.len() > 1024 {
@@ -229,7 +229,7 @@ async fn incident_body(
     Ok(body)
 }
 
-fn store_problem(e: StoreError) -> Problem {
+pub(crate) fn store_problem(e: StoreError) -> Problem {
     match e {
         StoreError::NotFound => Problem::not_found("no such incident"),
         e if e.is_transient() => {
@@ -239,14 +239,14 @@ fn store_problem(e: StoreError) -> Problem {
     }
 }
 
-fn encode_cursor((at, id): (DateTime<Utc>, Uuid)) -> String {
+pub(crate) fn encode_cursor((at, id): (DateTime<Utc>, Uuid)) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.timestamp_micros()))
 }
 
 /// The years a cursor's timestamp may fall in.
 const CURSOR_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
-fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
+pub(crate) fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
     let bad = || Problem::bad_request("invalid cursor");
     let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;

@@ -25,6 +25,9 @@ use tracing::{info, warn};
 /// The actor the scheduler's timeline entries name.
 pub const ACTOR: &str = "scheduler";
 
+/// Pause after a round that found due retries but could claim none.
+const BUSY_PAUSE: Duration = Duration::from_millis(50);
+
 /// Pause after a failed round (the database is down, say).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -63,16 +66,19 @@ async fn run(
         let fired = fire_due(&ctx, &relay).await;
         let wait = match &fired {
             Ok(n) if *n as i64 >= ctx.config.scheduler.batch_size => Duration::ZERO,
-            Ok(_) => {
+            Ok(n) => {
                 health.ok();
-                match ctx.store.next_due().await {
+                let wait = match ctx.store.next_due().await {
                     Ok(Some(due)) => (due - Utc::now())
                         .to_std()
                         .unwrap_or_default()
                         .min(max_sleep),
                     Ok(None) => max_sleep,
                     Err(_) => ERROR_PAUSE,
-                }
+                };
+                // A due retry this round could not claim is another
+                // scheduler's, about to commit: do not spin on it.
+                if *n == 0 { wait.max(BUSY_PAUSE) } else { wait }
             }
             Err(e) => {
                 warn!(error = %e, "firing due retries failed; trying again");

@@ -209,16 +209,22 @@ impl Store {
         )
     }
 
-    /// The tenant's remediation mode (`auto`, not paused, unless set).
+    /// The tenant's remediation mode (`auto`, not paused, unless set);
+    /// paused also while every tenant is.
     ///
     /// # Errors
     /// On database failure.
     pub async fn tenant_mode(&self, tenant: Uuid) -> Result<TenantMode, StoreError> {
-        let mode: Option<TenantMode> =
-            sqlx::query_as("SELECT mode, paused FROM tenant_modes WHERE tenant_id = $1")
-                .bind(tenant)
-                .fetch_optional(&self.pool)
-                .await?;
+        let mode: Option<TenantMode> = sqlx::query_as(
+            "SELECT coalesce(m.mode, 'auto') AS mode,
+                    coalesce(m.paused, false) OR coalesce(p.paused, false) AS paused
+             FROM (SELECT $1::uuid AS tenant_id) t
+             LEFT JOIN tenant_modes m ON m.tenant_id = t.tenant_id
+             LEFT JOIN remediation_pause p ON p.singleton",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(mode.unwrap_or_default())
     }
 
@@ -246,7 +252,7 @@ impl Store {
         .bind(reason)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        crate::operate::wake_schedulers(&self.pool).await
     }
 
     /// The actions about `incident`, oldest first.

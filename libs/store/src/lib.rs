@@ -16,6 +16,7 @@ mod detect;
 mod error;
 mod incidents;
 mod ingest;
+mod operate;
 mod outbox;
 mod safety;
 mod schedule;
@@ -37,6 +38,7 @@ pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedInc
 pub use error::{DbFailure, StoreError};
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
+pub use operate::ActionFilter;
 pub use outbox::OutboxRow;
 pub use safety::{
     AttemptReservation, BreakerTransitionRow, NewBreakerTransition, NewRetryAttempt,

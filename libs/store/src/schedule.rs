@@ -2,7 +2,8 @@
 //! scheduler claims due rows with `FOR UPDATE SKIP LOCKED` inside the
 //! transaction that fires them (writes their command to the outbox and
 //! marks them `EXECUTING`), so a scheduler that dies before its commit
-//! leaves them due for another, and none is fired twice.
+//! leaves them due for another, and none is fired twice. While retries are
+//! paused (the tenant's, or every tenant's), due ones wait.
 
 use awfdrs_domain::ActionStatus;
 use chrono::{DateTime, Utc};
@@ -47,7 +48,10 @@ impl Work {
                     a.workflow_run_id, a.step, a.vendor, a.attempt, a.idempotency_key,
                     a.correlation_id, a.due_at
              FROM actions a JOIN tenants t ON t.id = a.tenant_id
+             LEFT JOIN tenant_modes m ON m.tenant_id = a.tenant_id
              WHERE a.status = $1 AND NOT a.shadow AND a.due_at <= $2
+               AND NOT coalesce(m.paused, false)
+               AND NOT coalesce((SELECT paused FROM remediation_pause WHERE singleton), false)
              ORDER BY a.due_at, a.id
              LIMIT $3
              FOR UPDATE OF a SKIP LOCKED",
@@ -98,17 +102,22 @@ impl Work {
 }
 
 impl Store {
-    /// When the nearest scheduled retry is due, if any.
+    /// When the nearest scheduled retry that may fire is due, if any (none
+    /// of a paused tenant's).
     ///
     /// # Errors
     /// On database failure.
     pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT min(due_at) FROM actions WHERE status = $1 AND NOT shadow")
-                .bind(StateColumn(ActionStatus::Scheduled))
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT min(a.due_at) FROM actions a
+             LEFT JOIN tenant_modes m ON m.tenant_id = a.tenant_id
+             WHERE a.status = $1 AND NOT a.shadow
+               AND NOT coalesce(m.paused, false)
+               AND NOT coalesce((SELECT paused FROM remediation_pause WHERE singleton), false)",
         )
+        .bind(StateColumn(ActionStatus::Scheduled))
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// A listener woken whenever a retry is scheduled (on its commit).

@@ -280,3 +280,23 @@ pub(crate) struct BreakerPage {
     /// Always `null`: one page.
     next_cursor: Option<String>,
 }
+
+/// A page of actions.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ActionPage {
+    items: Vec<super::decision::Action>,
+    /// Opaque; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// An action.
+pub(crate) type Action = super::decision::Action;
+
+/// A tenant's remediation mode.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Mode {
+    /// `auto`, `approve`, `shadow` or `off`.
+    mode: String,
+    /// Whether automatic retries are paused (`awfdrs pause`).
+    paused: bool,
+}
