@@ -1,6 +1,6 @@
 //! The past the analysis modes decide against: resolved incidents spread
 //! over twenty workflows (each calling one vendor) times twelve error codes,
-//! with a few hundred error messages whose vectors and LSH keys are
+//! with 324 error messages whose vectors and LSH keys are
 //! computed once here and reused.
 
 use awfdrs_analysis::{lsh, similar};
@@ -61,24 +61,62 @@ const RESOLVERS: [&str; 10] = [
     "operator:dan",
 ];
 
-/// Message templates; `{v}` is a vendor, `{o}` what was being done.
-const TEMPLATES: [&str; 12] = [
-    "{v} returned 402: card declined while creating {o}",
-    "{v} request timed out after 30000 ms on {o}",
-    "{v} rejected the request: invalid parameters for {o}",
-    "authentication with {v} failed for {o}: bad credentials",
-    "could not resolve the host of {v} while calling {o}",
-    "{v} answered 503 service unavailable for {o}",
-    "insufficient funds on the account charged for {o} at {v}",
-    "{v} throttled {o}: too many requests, retry later",
-    "connection reset by peer while talking to {v} about {o}",
-    "{v} returned 500 internal server error on {o}",
-    "validation failed at {v}: {o} is missing a required field",
-    "the api key for {v} was revoked before {o}",
+/// Message templates, each with the details it is seen with; `{v}` is a
+/// vendor, `{d}` one of the details.
+const TEMPLATES: [(&str, [&str; 3]); 12] = [
+    (
+        "Your card was declined by {v}: {d}",
+        ["do_not_honor", "generic_decline", "lost_card"],
+    ),
+    (
+        "upstream timeout: no response from {v} within 30s ({d})",
+        ["POST /v1/charges", "GET /v2/balance", "POST /payouts"],
+    ),
+    (
+        "{v} rejected field {d}: must be a valid value",
+        ["amount", "currency", "postal_code"],
+    ),
+    (
+        "401 Unauthorized from {v}: {d}",
+        ["invalid signature", "token expired", "unknown key id"],
+    ),
+    (
+        "getaddrinfo ENOTFOUND api.{v}.com ({d})",
+        ["EAI_AGAIN", "EAI_NONAME", "SERVFAIL"],
+    ),
+    (
+        "{v} is temporarily unavailable, status page reports {d}",
+        ["degraded performance", "partial outage", "major outage"],
+    ),
+    (
+        "Insufficient funds in {d} account #4411 held at {v}",
+        ["checking", "savings", "merchant"],
+    ),
+    (
+        "Too Many Requests: {v} allows {d} per second per key",
+        ["25 requests", "100 calls", "10 writes"],
+    ),
+    (
+        "ECONNRESET: socket hang up after TLS handshake with {v} {d}",
+        ["eu-west-1", "us-east-2", "ap-south-1"],
+    ),
+    (
+        "HTTP 500 Internal Server Error; {v} request-id req_{d}",
+        ["8Kd2xQ", "p0Zt7M", "Lw3nVb"],
+    ),
+    (
+        "schema validation failed for {v} webhook payload: {d}",
+        [
+            "missing 'customer'",
+            "unexpected null in 'items'",
+            "bad date format",
+        ],
+    ),
+    (
+        "API key for {v} revoked by an administrator ({d})",
+        ["rotated", "compromised", "account closed"],
+    ),
 ];
-
-/// What was being done when a call failed.
-const OBJECTS: [&str; 3] = ["payment intent 4821", "customer record", "refund batch 17"];
 
 /// The vendor of a new incident `i`: one the history knows.
 pub fn vendor(i: u64) -> &'static str {
@@ -95,7 +133,8 @@ pub struct Messages {
 }
 
 impl Messages {
-    /// Every template for every vendor and object: 360 messages.
+    /// Every template for every vendor and each of its details: 324
+    /// messages.
     pub fn new() -> Self {
         let mut vendors: Vec<&str> = WORKFLOWS.iter().map(|w| w.1).collect();
         vendors.sort_unstable();
@@ -105,10 +144,10 @@ impl Messages {
             vectors: Vec::new(),
             keys: Vec::new(),
         };
-        for template in TEMPLATES {
+        for (template, details) in TEMPLATES {
             for vendor in &vendors {
-                for object in OBJECTS {
-                    let text = template.replace("{v}", vendor).replace("{o}", object);
+                for detail in details {
+                    let text = template.replace("{v}", vendor).replace("{d}", detail);
                     let vector = similar::vector(&text);
                     let keys = lsh::keys(&vector);
                     debug_assert_eq!(keys.len(), lsh::BANDS);
@@ -178,7 +217,7 @@ mod tests {
     #[test]
     fn messages_are_distinct_and_share_lsh_keys_with_others() {
         let m = Messages::new();
-        assert_eq!(m.texts.len(), 360);
+        assert_eq!(m.texts.len(), 324);
         let distinct: std::collections::HashSet<&str> =
             m.texts.iter().map(String::as_str).collect();
         assert_eq!(distinct.len(), m.texts.len());
