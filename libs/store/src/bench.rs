@@ -327,6 +327,16 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Incidents in the database, of every tenant.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_incidents_total(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM incidents")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     /// The tenant's incidents, and how many of them have a decision made
     /// when they opened.
     ///

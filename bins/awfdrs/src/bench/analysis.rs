@@ -41,6 +41,9 @@ pub struct Figures {
     /// Past incidents written, and how long that took with `ANALYZE`.
     pub past: u64,
     pub seeding: Duration,
+    /// Incidents in the database once the past was written, of every
+    /// tenant (an earlier mode's stay).
+    pub in_database: u64,
     /// New incidents the events stream took, and how long sending took.
     pub sent: u64,
     pub sending: Duration,
@@ -92,6 +95,7 @@ impl Bench {
         let past = history::seed(&ctx.store, &tenant, a.past_incidents, &messages).await?;
         ctx.store.bench_analyze().await?;
         let seeding = seeding.elapsed();
+        let in_database = count(ctx.store.bench_incidents_total().await?);
 
         let shutdown = CancellationToken::new();
         let harness = Harness::start(ctx.clone(), shutdown.clone())?;
@@ -126,6 +130,7 @@ impl Bench {
         let figures = Figures {
             past,
             seeding,
+            in_database,
             sent,
             sending,
             decided,

@@ -337,8 +337,10 @@ pub(super) fn analysis(
     println!();
     println!("{label}");
     println!(
-        "  past       {} resolved incidents of the tenant (written and analyzed in {:.1} s)",
+        "  past       {} resolved incidents of the tenant, {} of all tenants in the database \
+         (written and analyzed in {:.1} s)",
         count(f.past),
+        count(f.in_database),
         f.seeding.as_secs_f64()
     );
     println!(
