@@ -56,7 +56,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ceiling,nats,nats-max,http,http-batch,analysis,analysis-max"
+        default_value = "ceiling,nats,nats-max,http,http-batch,analysis"
     )]
     pub modes: Vec<Mode>,
     /// Slowloris connections of the `slow-clients` mode.
