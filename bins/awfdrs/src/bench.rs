@@ -15,9 +15,10 @@
 //! * the pipeline over HTTP with the real gateway and detector, one event
 //!   per request and in batches;
 //! * new incidents (each of its own signature) paced at `--analysis-rate`
-//!   and as fast as possible, to the real detector and analyzer, over
-//!   `--past-incidents` resolved ones: incidents analysed per second and
-//!   the time from an incident's opening to its decision (see [`analysis`]);
+//!   (and on request, `--modes analysis-max`, as fast as possible) to the
+//!   real detector and analyzer, over `--past-incidents` resolved ones:
+//!   incidents analysed per second and the time from an incident's opening
+//!   to its decision (see [`analysis`]);
 //! * on request (`--modes slow-clients`), the gateway under slowloris
 //!   connections and stalled uploads, with this process's resident memory
 //!   and the latency of well-behaved requests meanwhile (see [`slow`]).
@@ -27,8 +28,8 @@
 //!
 //! This module holds the run itself: the modes in order, each mode's
 //! configuration and the clean-up; each kind of mode is in its own module
-//! (`ceiling`, `pipeline`, `analysis`, `slow`), the load in `load`, the printout in
-//! `report`.
+//! (`ceiling`, `pipeline`, `analysis`, `slow`), the load in `load`, the
+//! printout in `report`.
 
 mod analysis;
 mod args;
