@@ -14,6 +14,11 @@
 //!   as fast as possible;
 //! * the pipeline over HTTP with the real gateway and detector, one event
 //!   per request and in batches;
+//! * new incidents (each of its own signature) paced at `--analysis-rate`
+//!   (and on request, `--modes analysis-max`, as fast as possible) to the
+//!   real detector and analyzer, over `--past-incidents` resolved ones:
+//!   incidents analysed per second and the time from an incident's opening
+//!   to its decision (see [`analysis`]);
 //! * on request (`--modes slow-clients`), the gateway under slowloris
 //!   connections and stalled uploads, with this process's resident memory
 //!   and the latency of well-behaved requests meanwhile (see [`slow`]).
@@ -23,9 +28,10 @@
 //!
 //! This module holds the run itself: the modes in order, each mode's
 //! configuration and the clean-up; each kind of mode is in its own module
-//! (`ceiling`, `pipeline`, `slow`), the load in `load`, the printout in
-//! `report`.
+//! (`ceiling`, `pipeline`, `analysis`, `slow`), the load in `load`, the
+//! printout in `report`.
 
+mod analysis;
 mod args;
 mod ceiling;
 mod load;
@@ -139,6 +145,15 @@ impl Bench {
             Mode::NatsMax => "nats max".into(),
             Mode::Http => format!("http x{}", a.http_concurrency),
             Mode::HttpBatch => format!("http batch {} x{}", a.http_batch, a.http_batch_concurrency),
+            Mode::Analysis => format!(
+                "analysis paced {}/s over {} past incidents",
+                report::count(a.analysis_rate),
+                report::count(a.past_incidents)
+            ),
+            Mode::AnalysisMax => format!(
+                "analysis max over {} past incidents",
+                report::count(a.past_incidents)
+            ),
             Mode::SlowClients => format!(
                 "slow clients: {} slowloris, {} stalled uploads (reconnecting after {} ms), \
                  {} good clients",
@@ -157,7 +172,7 @@ impl Bench {
         let pg_version = store.bench_server_version().await?;
         store.pool().close().await;
         let nats_version = self.producer(Mode::Ceiling).await?.server_version();
-        let pipelines = modes.iter().any(|m| *m != Mode::SlowClients);
+        let pipelines = modes.iter().any(|m| m.is_ingestion());
         if pipelines {
             report::header(self, modes, &pg_version, &nats_version);
         } else {
@@ -174,12 +189,8 @@ impl Bench {
         }
 
         let mut outcomes = Vec::new();
-        for &mode in modes {
+        for &mode in modes.iter().filter(|m| m.is_ingestion()) {
             eprintln!("bench: running {}", self.label(mode));
-            if mode == Mode::SlowClients {
-                self.slow_clients().await.context("mode slow-clients")?;
-                continue;
-            }
             let outcome = match mode {
                 Mode::Ceiling => self.ceiling().await,
                 _ => self.pipeline(mode, self.args.events).await,
@@ -190,6 +201,14 @@ impl Bench {
         }
         if !outcomes.is_empty() {
             report::footer(self, &outcomes);
+        }
+        for &mode in modes.iter().filter(|m| !m.is_ingestion()) {
+            eprintln!("bench: running {}", self.label(mode));
+            match mode {
+                Mode::SlowClients => self.slow_clients().await,
+                _ => self.analysis(mode).await,
+            }
+            .with_context(|| format!("mode {}", self.label(mode)))?;
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! What `awfdrs bench` needs from PostgreSQL, and nothing else uses: a
-//! throw-away database per run, the bare table of the raw ceiling, and
-//! reading back when a tenant's events were committed.
+//! throw-away database per run, the bare table of the raw ceiling,
+//! reading back when a tenant's events were committed, and for the
+//! analysis modes a history of past incidents and when decisions were made.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
@@ -244,5 +245,130 @@ impl Store {
             incidents,
             incident_events,
         })
+    }
+}
+
+/// The shape of the past incidents `bench_seed_past_incidents` writes: the
+/// kinds of failure they spread over and the messages they reuse.
+#[derive(Debug, Clone, Copy)]
+pub struct PastIncidentSeed<'a> {
+    /// The kinds of failure.
+    pub kinds: &'a [PastKind],
+    /// Every message's vector, one after another, `dims` components each.
+    pub vectors: &'a [f32],
+    pub dims: usize,
+    /// Every message's LSH keys, one after another, `bands` keys each.
+    pub keys: &'a [i32],
+    pub bands: usize,
+    /// Who resolved them (`auto-resolve` or an operator), spread over.
+    pub resolvers: &'a [String],
+}
+
+/// One kind of past failure: a workflow calling a vendor, failing with a
+/// code, and its signature.
+#[derive(Debug, Clone)]
+pub struct PastKind {
+    pub workflow: String,
+    pub vendor: String,
+    pub code: String,
+    pub signature: String,
+}
+
+impl Store {
+    /// Writes `n` resolved incidents of `tenant` in one statement: spread
+    /// over the seed's kinds, messages and resolvers, first seen one every
+    /// 77 seconds back from now (100,000 span about 89 days), each resolved
+    /// within two hours of its last failure.
+    ///
+    /// # Errors
+    /// On database failure; nothing is written then.
+    pub async fn bench_seed_past_incidents(
+        &self,
+        tenant: Uuid,
+        n: u64,
+        seed: PastIncidentSeed<'_>,
+    ) -> Result<u64, StoreError> {
+        let column =
+            |field: fn(&PastKind) -> &str| -> Vec<&str> { seed.kinds.iter().map(field).collect() };
+        let messages = seed.vectors.len() / seed.dims.max(1);
+        let to_i32 = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
+        let done = sqlx::query(
+            "INSERT INTO incidents (id, tenant_id, signature, workflow_id, error_code,
+                 error_code_raw, vendor, step, status, event_count, first_seen, last_seen,
+                 created_at, updated_at, resolved_at, resolved_by, message_vector, message_lsh)
+             SELECT gen_random_uuid(), $1, ($5::text[])[k], ($2::text[])[k], ($4::text[])[k],
+                    ($4::text[])[k], ($3::text[])[k], 'charge', 'RESOLVED', 1 + g % 40,
+                    first_seen, last_seen, first_seen, resolved_at, resolved_at,
+                    ($6::text[])[1 + (g * 7) % cardinality($6::text[])],
+                    ($7::real[])[m * $8 + 1 : (m + 1) * $8],
+                    ($9::integer[])[m * $10 + 1 : (m + 1) * $10]
+             FROM generate_series(0, $11 - 1) g,
+                  LATERAL (SELECT 1 + (g * 31) % cardinality($2::text[]) AS k,
+                                  (g * 17 + g / 7) % $12 AS m,
+                                  now() - (g + 1) * interval '77 seconds' AS first_seen) a,
+                  LATERAL (SELECT first_seen + (g % 600) * interval '1 second' AS last_seen) b,
+                  LATERAL (SELECT last_seen + (60 + (g * 37) % 7200) * interval '1 second'
+                                  AS resolved_at) c",
+        )
+        .bind(tenant)
+        .bind(column(|k| &k.workflow))
+        .bind(column(|k| &k.vendor))
+        .bind(column(|k| &k.code))
+        .bind(column(|k| &k.signature))
+        .bind(seed.resolvers)
+        .bind(seed.vectors)
+        .bind(to_i32(seed.dims))
+        .bind(seed.keys)
+        .bind(to_i32(seed.bands))
+        .bind(i64::try_from(n).unwrap_or(i64::MAX))
+        .bind(to_i32(messages.max(1)))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Incidents in the database, of every tenant.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_incidents_total(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM incidents")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// The tenant's incidents, and how many of them have a decision made
+    /// when they opened.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_decided(&self, tenant: Uuid) -> Result<(i64, i64), StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT count(*) FROM incidents WHERE tenant_id = $1),
+                    (SELECT count(*) FROM decisions WHERE tenant_id = $1 AND trigger = 'opened')",
+        )
+        .bind(tenant)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// `(incidents.created_at, decisions.recorded_at)` of every decision of
+    /// the tenant made when its incident opened: from the transaction that
+    /// opened the incident to the one that recorded its decision.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_decision_times(
+        &self,
+        tenant: Uuid,
+    ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT i.created_at, d.recorded_at
+             FROM decisions d JOIN incidents i ON i.id = d.incident_id
+             WHERE d.tenant_id = $1 AND d.trigger = 'opened'",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

@@ -32,7 +32,7 @@ use sqlx::{ConnectOptions, PgPool};
 pub use actions::{Action, NewAction, RETRIES_CHANNEL, TenantMode};
 pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
 #[cfg(feature = "bench")]
-pub use bench::{BareRow, BenchDatabase, BenchTally};
+pub use bench::{BareRow, BenchDatabase, BenchTally, PastIncidentSeed, PastKind};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 pub use error::{DbFailure, StoreError};

@@ -251,5 +251,35 @@ async fn the_other_readme_commands_work() {
     ]))
     .await;
     assert!(out.status.success(), "{}", report(&out, &up));
+    // The analysis figures, both modes, over a small history.
+    let out = run(owned(&[
+        "bench",
+        "--modes",
+        "analysis,analysis-max",
+        "--past-incidents",
+        "200",
+        "--analysis-rate",
+        "20",
+        "--analysis-seconds",
+        "1",
+    ]))
+    .await;
+    assert!(out.status.success(), "{}", report(&out, &up));
+    let figures = text(&out.stdout);
+    for want in [
+        "analysis paced 20/s over 200 past incidents",
+        "analysis max over 200 past incidents",
+    ] {
+        let block = figures
+            .split("\n\n")
+            .find(|b| b.starts_with(want))
+            .unwrap_or_else(|| panic!("no {want:?} figures: {figures}"));
+        assert!(
+            block.contains("past       200 resolved incidents"),
+            "{block}"
+        );
+        assert!(block.contains("analysed   20 incidents"), "{block}");
+        assert!(block.contains("opened -> decided  ms p50"), "{block}");
+    }
     finish(world, up).await;
 }

@@ -56,7 +56,7 @@ pub struct BenchArgs {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "ceiling,nats,nats-max,http,http-batch"
+        default_value = "ceiling,nats,nats-max,http,http-batch,analysis"
     )]
     pub modes: Vec<Mode>,
     /// Slowloris connections of the `slow-clients` mode.
@@ -77,6 +77,17 @@ pub struct BenchArgs {
     /// How long the `slow-clients` mode measures, in seconds.
     #[arg(long, default_value_t = 20)]
     pub slow_seconds: u64,
+    /// Resolved past incidents written for the tenant of each analysis mode
+    /// before it sends, the history its similar incidents are ranked from.
+    #[arg(long, default_value_t = 100_000)]
+    pub past_incidents: u64,
+    /// New incidents per second of the `analysis` mode.
+    #[arg(long, default_value_t = 100)]
+    pub analysis_rate: u64,
+    /// How long the `analysis` mode sends, in seconds; `analysis-max` sends
+    /// as many incidents (rate x seconds) as fast as it can.
+    #[arg(long, default_value_t = 20)]
+    pub analysis_seconds: u64,
     /// Keep the database and the streams afterwards, for inspection.
     #[arg(long)]
     pub keep: bool,
@@ -95,6 +106,12 @@ pub enum Mode {
     Http,
     /// `--http-batch` events per HTTP request to the gateway.
     HttpBatch,
+    /// New incidents at `--analysis-rate` to the detector and the analyzer,
+    /// over `--past-incidents` past ones: incidents analysed per second and
+    /// the time from an incident's opening to its decision.
+    Analysis,
+    /// As many new incidents as `analysis`, sent as fast as possible.
+    AnalysisMax,
     /// Good requests while slowloris connections and stalled uploads press
     /// on the gateway: resident memory and latency.
     SlowClients,
@@ -104,6 +121,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Whether the mode feeds events to the detector alone, measured per
+    /// event (the modes of the main table, after the warm-up).
+    pub(super) fn is_ingestion(self) -> bool {
+        !matches!(
+            self,
+            Self::SlowClients | Self::Analysis | Self::AnalysisMax | Self::Warmup
+        )
+    }
+
     pub(super) fn tag(self) -> &'static str {
         match self {
             Self::Ceiling => "ceiling",
@@ -111,6 +137,8 @@ impl Mode {
             Self::NatsMax => "natsmax",
             Self::Http => "http",
             Self::HttpBatch => "httpbatch",
+            Self::Analysis => "analysis",
+            Self::AnalysisMax => "analysismax",
             Self::SlowClients => "slowclients",
             Self::Warmup => "warmup",
         }

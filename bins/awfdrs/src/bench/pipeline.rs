@@ -62,7 +62,9 @@ impl Bench {
                     .await
                     .context("posting batches")?
             }
-            Mode::Ceiling | Mode::SlowClients => bail!("{mode:?} is not a pipeline mode"),
+            Mode::Ceiling | Mode::SlowClients | Mode::Analysis | Mode::AnalysisMax => {
+                bail!("{mode:?} is not a pipeline mode")
+            }
         };
         wait_drained(&ctx.bus, sent.accepted, self.drain_deadline()).await?;
         let cpu = CpuSnapshot::take().since(&cpu);

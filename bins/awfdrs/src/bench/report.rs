@@ -326,3 +326,50 @@ pub(super) fn slow_clients(
     );
     flush();
 }
+
+/// The figures of an analysis mode.
+pub(super) fn analysis(
+    label: &str,
+    analyzer: &awfdrs_config::AnalyzerConfig,
+    f: &super::analysis::Figures,
+) {
+    let [p50, p95, p99, max] = percentiles(Some(&f.latency));
+    println!();
+    println!("{label}");
+    println!(
+        "  past       {} resolved incidents of the tenant, {} of all tenants in the database \
+         (written and analyzed in {:.1} s)",
+        count(f.past),
+        count(f.in_database),
+        f.seeding.as_secs_f64()
+    );
+    println!(
+        "  sent       {} failures, each opening a new incident, in {:.2} s ({}/s)",
+        count(f.sent),
+        f.sending.as_secs_f64(),
+        count((f.sent as f64 / f.sending.as_secs_f64().max(1e-6)).round() as u64)
+    );
+    println!(
+        "  analysed   {} incidents, {}/s from the first decision to the last ({:.2} s); \
+         analyzer batches of up to {}, {} candidates per kind of similar incident",
+        count(f.decided),
+        count(f.rate().round() as u64),
+        f.deciding.as_secs_f64(),
+        analyzer.batch_size,
+        analyzer.similar_candidates
+    );
+    println!(
+        "  opened -> decided  ms p50 {p50}  p95 {p95}  p99 {p99}  max {max}  (incident's \
+         transaction to its decision's transaction)"
+    );
+    match f.memory_kib {
+        Some((rss, hwm)) => println!(
+            "  memory     VmRSS {:.1} MiB, VmHWM {:.1} MiB (this process: load, detector and \
+             analyzer)",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        ),
+        None => println!("  memory     unknown (no /proc/self/status)"),
+    }
+    flush();
+}
