@@ -53,10 +53,23 @@ pub(crate) async fn gather(
         ..
     } = facts;
     let vector = awfdrs_analysis::similar::vector(facts_incident.message.as_deref().unwrap_or(""));
-    let keys = awfdrs_analysis::lsh::keys(&vector);
+    let keys = awfdrs_analysis::lsh::keys(tenant, &vector);
+    let rules = ctx.rules.current();
     let mut candidates: BTreeMap<Uuid, PastIncidentRow> =
         past.into_iter().map(|p| (p.id, p)).collect();
-    if !keys.is_empty() {
+    // Similar messages rank after the same signature and the same vendor
+    // and category: when those already fill the list, no message search.
+    let category = rules.error_code(&facts_incident.inputs.error_code).category;
+    let better = candidates
+        .values()
+        .filter(|p| {
+            p.signature == facts_incident.signature
+                || (p.vendor.is_some()
+                    && p.vendor == facts_incident.inputs.vendor
+                    && rules.error_code(&p.error_code).category == category)
+        })
+        .count();
+    if !keys.is_empty() && better < awfdrs_analysis::similar::LIMIT {
         let alike = ctx
             .store
             .similar_candidates(
@@ -68,7 +81,6 @@ pub(crate) async fn gather(
             .await?;
         candidates.extend(alike.into_iter().map(|p| (p.id, p)));
     }
-    let rules = ctx.rules.current();
     let code = &facts_incident.inputs.error_code;
     let rule = rules.error_code(code).clone();
     let rule_ref = RuleRef {

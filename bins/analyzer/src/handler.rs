@@ -13,6 +13,9 @@ use uuid::Uuid;
 use crate::ACTOR;
 use crate::facts::{self, Gathered};
 
+/// Incidents of one batch analysed at once.
+const CONCURRENCY: usize = 4;
+
 /// Decides about incidents.
 pub struct AnalyzerHandler {
     ctx: Context,
@@ -182,9 +185,27 @@ impl Handler for AnalyzerHandler {
     }
 
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        // Incidents are independent: a few are analysed at once, each in its
+        // own transaction; the outcomes keep the batch's order.
+        // Two messages about one incident are analysed in turn, so the later
+        // decision supersedes the earlier.
+        let incidents: std::collections::HashSet<Option<Uuid>> = batch
+            .iter()
+            .map(|d| {
+                serde_json::from_slice::<IncidentOpenedV1>(&d.payload)
+                    .ok()
+                    .map(|m| m.incident_id)
+            })
+            .collect();
+        let at_once = if incidents.len() == batch.len() {
+            CONCURRENCY
+        } else {
+            1
+        };
         let mut outcomes = Vec::with_capacity(batch.len());
-        for d in batch {
-            outcomes.push(self.handle_one(d).await);
+        for chunk in batch.chunks(at_once) {
+            outcomes
+                .extend(futures::future::join_all(chunk.iter().map(|d| self.handle_one(d))).await);
         }
         outcomes
     }

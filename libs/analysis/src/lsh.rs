@@ -4,12 +4,14 @@
 //!
 //! The hyperplanes come from a fixed seed: keys are stable across processes
 //! and versions of this crate (changing [`BANDS`], [`BITS`] or the seed is a
-//! migration of the stored keys).
+//! migration of the stored keys). Each key is salted with the tenant, so an
+//! index lookup of one tenant's keys finds only that tenant's incidents.
 
 /// Bands of hyperplanes; two vectors are candidates when any band agrees.
 pub const BANDS: usize = 16;
-/// Hyperplanes per band: a band's key has this many sign bits.
-pub const BITS: usize = 8;
+/// Hyperplanes per band: a band's key has this many sign bits (more bits,
+/// fewer unlike messages sharing a key).
+pub const BITS: usize = 12;
 
 const SEED: u64 = 0x5eed_a3f0_c0de_0001;
 
@@ -42,10 +44,25 @@ fn side(plane: usize, vector: &[f32]) -> bool {
     sum >= 0.0
 }
 
-/// The vector's keys, one per band: `band << 16 | sign bits`. An empty or
-/// all-zero vector (no message) has no keys.
+/// The vector's keys for `tenant`, one per band: a hash of the tenant, the
+/// band and its sign bits. An empty or all-zero vector (no message) has no
+/// keys.
 #[must_use]
-pub fn keys(vector: &[f32]) -> Vec<i32> {
+pub fn keys(tenant: uuid::Uuid, vector: &[f32]) -> Vec<i32> {
+    let salt = u64::from_le_bytes(tenant.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+        ^ u64::from_le_bytes(tenant.as_bytes()[8..].try_into().unwrap_or([0; 8]));
+    band_keys(vector)
+        .into_iter()
+        .map(|k| {
+            let mut state = salt ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            // The low 32 bits of a well-mixed value, as the stored int.
+            (splitmix(&mut state) & 0xFFFF_FFFF) as u32 as i32
+        })
+        .collect()
+}
+
+/// The unsalted keys: `band << 16 | sign bits`.
+fn band_keys(vector: &[f32]) -> Vec<i32> {
     if vector.iter().all(|&x| x == 0.0) {
         return Vec::new();
     }
@@ -68,17 +85,29 @@ mod tests {
 
     #[test]
     fn equal_vectors_share_every_key_and_keys_are_stable() {
+        let t = uuid::Uuid::from_u128(7);
         let v: Vec<f32> = (0..256).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
-        assert_eq!(keys(&v), keys(&v.clone()));
-        assert_eq!(keys(&v).len(), BANDS);
-        assert!(keys(&[0.0; 256]).is_empty());
+        assert_eq!(keys(t, &v), keys(t, &v.clone()));
+        assert_eq!(keys(t, &v).len(), BANDS);
+        assert!(keys(t, &[0.0; 256]).is_empty());
+    }
+
+    #[test]
+    fn another_tenant_shares_no_key() {
+        let v: Vec<f32> = (0..256).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+        let (a, b) = (
+            keys(uuid::Uuid::from_u128(1), &v),
+            keys(uuid::Uuid::from_u128(2), &v),
+        );
+        assert!(a.iter().all(|k| !b.contains(k)));
     }
 
     #[test]
     fn opposite_vectors_share_no_key() {
         let v: Vec<f32> = (0..256).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
         let w: Vec<f32> = v.iter().map(|x| -x).collect();
-        let (a, b) = (keys(&v), keys(&w));
+        let t = uuid::Uuid::from_u128(7);
+        let (a, b) = (keys(t, &v), keys(t, &w));
         assert!(a.iter().all(|k| !b.contains(k)));
     }
 }

@@ -89,7 +89,7 @@ impl Bench {
             .store
             .create_tenant(&slug, &awfdrs_domain::new_api_key())
             .await?;
-        let messages = history::Messages::new();
+        let messages = history::Messages::new(tenant.id);
 
         let seeding = Instant::now();
         let past = history::seed(&ctx.store, &tenant, a.past_incidents, &messages).await?;

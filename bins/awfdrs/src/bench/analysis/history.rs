@@ -135,7 +135,7 @@ pub struct Messages {
 impl Messages {
     /// Every template for every vendor and each of its details: 324
     /// messages.
-    pub fn new() -> Self {
+    pub fn new(tenant: uuid::Uuid) -> Self {
         let mut vendors: Vec<&str> = WORKFLOWS.iter().map(|w| w.1).collect();
         vendors.sort_unstable();
         vendors.dedup();
@@ -149,7 +149,7 @@ impl Messages {
                 for detail in details {
                     let text = template.replace("{v}", vendor).replace("{d}", detail);
                     let vector = similar::vector(&text);
-                    let keys = lsh::keys(&vector);
+                    let keys = lsh::keys(tenant, &vector);
                     debug_assert_eq!(keys.len(), lsh::BANDS);
                     m.vectors.extend_from_slice(&vector);
                     m.keys.extend_from_slice(&keys);
@@ -216,7 +216,7 @@ mod tests {
 
     #[test]
     fn messages_are_distinct_and_share_lsh_keys_with_others() {
-        let m = Messages::new();
+        let m = Messages::new(uuid::Uuid::from_u128(1));
         assert_eq!(m.texts.len(), 324);
         let distinct: std::collections::HashSet<&str> =
             m.texts.iter().map(String::as_str).collect();
