@@ -23,7 +23,7 @@ pub use dead_letters::{
 pub use events::{body_hash, failure, success};
 pub use http::{RawAnswer, closed_within, read_answer};
 pub use ledger::{HttpRecord, Ledger, NatsRecord, reconcile, reconcile_within};
-pub use process::{awfdrs_bin, free_port};
+pub use process::{awfdrs_bin, cli, free_port};
 pub use served::Served;
 pub use system::{System, run_detector};
 pub use up::Up;

@@ -83,3 +83,23 @@ pub(crate) async fn wait_ready(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Runs `awfdrs ARGS` against `world`'s database and NATS; its stdout, after
+/// checking that it succeeded.
+pub async fn cli(world: &crate::World, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(awfdrs_bin())
+        .args(args)
+        .env_clear()
+        .envs(world.env(&[]))
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .expect("run awfdrs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "awfdrs {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

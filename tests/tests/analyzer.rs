@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use awfdrs_tests::{System, World, awfdrs_bin, cleanup, eventually, failure, success};
+use awfdrs_tests::{System, World, awfdrs_bin, cleanup, cli, eventually, failure, success};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
@@ -116,26 +116,6 @@ async fn a_flood_of_one_signature_makes_one_decision_shown_with_why_it_was_group
     let latest: Value = serde_json::from_str(&latest).unwrap();
     assert_eq!(latest, detail["decisions"][0]);
     sys.stop().await;
-}
-
-/// Runs `awfdrs ARGS` against `world`; its stdout, after checking it
-/// succeeded.
-async fn cli(world: &World, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(awfdrs_bin())
-        .args(args)
-        .env_clear()
-        .envs(world.env(&[]))
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "awfdrs {args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[tokio::test]

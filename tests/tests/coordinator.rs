@@ -9,7 +9,7 @@ use std::time::Duration;
 use awfdrs_bus::Outgoing;
 use awfdrs_domain::EscalationV1;
 use awfdrs_store::TenantMode;
-use awfdrs_tests::{System, eventually, failure};
+use awfdrs_tests::{System, cli, eventually, failure};
 use bytes::Bytes;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -295,5 +295,135 @@ async fn an_operator_resolving_an_incident_cancels_its_waiting_retry() {
     let (status, again) = sys.post(&path, &key, &serde_json::json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(again["timeline"], resolved["timeline"]);
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn operators_list_and_cancel_actions_set_the_mode_and_pause_retries() {
+    let sys = System::start_coordinated(&[]).await;
+    let (_, key) = sys.tenant("acme").await;
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("f1", "checkout", "payment_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let detail = actioned(&sys, &key).await;
+    let action = detail["actions"][0]["id"].as_str().unwrap().to_owned();
+    let world = &sys.world;
+
+    // Over HTTP: the list, with filters; a cancel; a second cancel is 409.
+    let (status, page) = sys
+        .get("/api/v1/actions?status=SCHEDULED&kind=retry", &key)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["items"][0]["id"], action.as_str());
+    let (status, bad) = sys.get("/api/v1/actions?status=DONE", &key).await;
+    assert_eq!(status, 422, "{bad}");
+    // Over the command line: the same list.
+    let listed: Value = serde_json::from_str(
+        &cli(
+            world,
+            &[
+                "actions",
+                "list",
+                "--tenant",
+                "acme",
+                "--status",
+                "SCHEDULED",
+                "--json",
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(listed[0]["id"], action.as_str());
+    let cancelled = cli(
+        world,
+        &["actions", "cancel", &action, "--reason", "duplicate"],
+    )
+    .await;
+    assert!(cancelled.contains("CANCELLED"), "{cancelled}");
+    let (status, again) = sys
+        .post(
+            &format!("/api/v1/actions/{action}/cancel"),
+            &key,
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+
+    // The mode, over HTTP and the command line.
+    let put = sys
+        .http
+        .put(format!("{}/api/v1/mode", sys.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"mode": "shadow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    let (status, mode) = sys.get("/api/v1/mode", &key).await;
+    assert_eq!((status, mode["mode"].clone()), (200, "shadow".into()));
+    let shown = cli(world, &["mode", "--tenant", "acme"]).await;
+    assert_eq!(shown.trim(), "acme: shadow");
+    cli(world, &["mode", "--tenant", "acme", "auto"]).await;
+
+    // Paused: every tenant's retries wait, then go on when resumed.
+    cli(world, &["pause", "--reason", "incident-review"]).await;
+    let (_, mode) = sys.get("/api/v1/mode", &key).await;
+    assert_eq!(
+        (mode["mode"].clone(), mode["paused"].clone()),
+        ("auto".into(), true.into())
+    );
+    cli(world, &["resume", "--reason", "done"]).await;
+    cli(
+        world,
+        &["pause", "--tenant", "acme", "--reason", "tenant review"],
+    )
+    .await;
+    let (_, mode) = sys.get("/api/v1/mode", &key).await;
+    assert_eq!(mode["paused"], true);
+    cli(world, &["resume", "--tenant", "acme", "--reason", "done"]).await;
+    let (_, mode) = sys.get("/api/v1/mode", &key).await;
+    assert_eq!(mode["paused"], false);
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_paused_tenant_retry_waits_for_an_operator() {
+    let sys = System::start_coordinated(&[]).await;
+    let (t, key) = sys.tenant("acme").await;
+    sys.ctx
+        .store
+        .set_tenant_mode(
+            t.id,
+            &TenantMode {
+                mode: "auto".into(),
+                paused: true,
+            },
+            "test",
+            "review",
+        )
+        .await
+        .unwrap();
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("f1", "checkout", "payment_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let detail = actioned(&sys, &key).await;
+    let a = &detail["actions"][0];
+    assert_eq!(
+        (a["kind"].clone(), a["status"].clone()),
+        ("retry".into(), "PENDING".into()),
+        "{a}"
+    );
+    assert!(a["reason"].as_str().unwrap().contains("paused"), "{a}");
     sys.stop().await;
 }

@@ -13,6 +13,7 @@ use crate::demo::DemoArgs;
 use crate::dlq::DlqCommand;
 use crate::events::EventsCommand;
 use crate::incidents::IncidentsCommand;
+use crate::remedy::{ActionsCommand, ModeArgs, PauseArgs};
 use crate::rules::RulesCommand;
 use crate::tenants::TenantsCommand;
 use crate::up::{UpArgs, WorkerArgs};
@@ -62,6 +63,17 @@ pub enum Command {
         #[command(subcommand)]
         command: IncidentsCommand,
     },
+    /// Read and cancel actions.
+    Actions {
+        #[command(subcommand)]
+        command: ActionsCommand,
+    },
+    /// Print or set a tenant's remediation mode (auto, approve, shadow, off).
+    Mode(ModeArgs),
+    /// Pause automatic retries (of a tenant, or of every tenant).
+    Pause(PauseArgs),
+    /// Resume automatic retries (of a tenant, or of every tenant).
+    Resume(PauseArgs),
     /// Validate rules.
     Rules {
         #[command(subcommand)]
@@ -96,6 +108,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Admin { command } => crate::admin::run(load(file, None)?, command).await,
         Command::Incidents { command } => crate::incidents::run(load(file, None)?, command).await,
         Command::Dlq { command } => crate::dlq::run(load(file, None)?, command).await,
+        Command::Actions { command } => crate::remedy::actions(load(file, None)?, command).await,
+        Command::Mode(args) => crate::remedy::mode(load(file, None)?, args).await,
+        Command::Pause(args) => crate::remedy::pause(load(file, None)?, args, true).await,
+        Command::Resume(args) => crate::remedy::pause(load(file, None)?, args, false).await,
         Command::Rules { command } => crate::rules::run(command, || load(file, None)),
         Command::Events { command } => crate::events::run(load(file, None)?, command).await,
         Command::Demo(args) => crate::demo::run(load(file, None)?, args).await,
@@ -152,6 +168,12 @@ mod tests {
             "incidents list",
             "incidents show",
             "incidents explain",
+            "actions",
+            "actions list",
+            "actions cancel",
+            "mode",
+            "pause",
+            "resume",
             "rules",
             "rules check",
             "events",
@@ -187,6 +209,12 @@ mod tests {
             "incidents explain",
             "incidents explain 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --json",
             "incidents explain --tenant acme --wait 0",
+            "actions list --tenant acme --status SCHEDULED --json",
+            "actions cancel 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --reason duplicate",
+            "mode --tenant acme",
+            "mode --tenant acme shadow",
+            "pause --reason incident-review",
+            "resume --tenant acme --reason done",
             "events send --key K --url http://127.0.0.1:8080 event.json",
             "events send --tenant acme",
             "events publish --tenant acme event.json",
@@ -215,6 +243,8 @@ mod tests {
             "breakers open stripe",
             "tenants create",
             "incidents show not-an-id",
+            "mode --tenant acme sometimes",
+            "pause",
             "incidents explain 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --tenant acme",
         ] {
             let argv = std::iter::once("awfdrs").chain(line.split_whitespace());

@@ -10,6 +10,7 @@ mod demo;
 mod dlq;
 mod events;
 mod incidents;
+mod remedy;
 mod rules;
 mod table;
 mod tenants;
