@@ -204,11 +204,18 @@ impl Bench {
         }
         for &mode in modes.iter().filter(|m| !m.is_ingestion()) {
             eprintln!("bench: running {}", self.label(mode));
+            let label = self.label(mode);
+            let context = || format!("mode {label}");
             match mode {
-                Mode::SlowClients => self.slow_clients().await,
-                _ => self.analysis(mode).await,
+                Mode::SlowClients => {
+                    let figures = self.slow_clients().await.with_context(context)?;
+                    report::slow_clients(&label, &self.config.http, &figures);
+                }
+                _ => {
+                    let figures = self.analysis(mode).await.with_context(context)?;
+                    report::analysis(&label, &self.config.analyzer, &figures);
+                }
             }
-            .with_context(|| format!("mode {}", self.label(mode)))?;
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use super::load::histogram;
 use super::machine::memory_kib;
 use super::outcome::window;
-use super::{Bench, Mode, report};
+use super::{Bench, Mode};
 
 /// What an analysis mode measured.
 #[derive(Debug)]
@@ -77,7 +77,7 @@ const NEW_CODES: [(&str, u16); 5] = [
 
 impl Bench {
     /// Runs one analysis mode and prints its figures.
-    pub(super) async fn analysis(&self, mode: Mode) -> anyhow::Result<()> {
+    pub(super) async fn analysis(&self, mode: Mode) -> anyhow::Result<Figures> {
         let a = &self.args;
         if a.analysis_rate == 0 || a.analysis_seconds == 0 {
             bail!("--analysis-rate and --analysis-seconds must be positive");
@@ -138,8 +138,7 @@ impl Bench {
             latency: latencies(&times),
             memory_kib,
         };
-        report::analysis(&self.label(mode), &self.config.analyzer, &figures);
-        Ok(())
+        Ok(figures)
     }
 }
 

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::load::histogram;
 use super::machine::memory_kib;
-use super::{Bench, Mode, report};
+use super::{Bench, Mode};
 
 /// How the hostile clients fared, for the report.
 #[derive(Debug, Default)]
@@ -63,7 +63,7 @@ pub struct Shape {
 
 impl Bench {
     /// The gateway and a detector in this process under hostile clients.
-    pub(super) async fn slow_clients(&self) -> anyhow::Result<()> {
+    pub(super) async fn slow_clients(&self) -> anyhow::Result<Figures> {
         let mode = Mode::SlowClients;
         let ctx = Context::connect(self.config_for(mode)).await?;
         ctx.bus.declare_streams().await?;
@@ -89,8 +89,7 @@ impl Bench {
         shutdown.cancel();
         super::stop_workers(workers).await;
         ctx.store.pool().close().await;
-        report::slow_clients(&self.label(mode), &self.config.http, &figures?);
-        Ok(())
+        figures
     }
 }
 
