@@ -20,7 +20,8 @@ pub struct NewAction {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub incident_id: Uuid,
-    pub decision_id: Uuid,
+    /// `None` for an action a released hold makes.
+    pub decision_id: Option<Uuid>,
     pub kind: ActionKind,
     pub status: ActionStatus,
     pub attempt: i32,
@@ -42,7 +43,8 @@ pub struct Action {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub incident_id: Uuid,
-    pub decision_id: Uuid,
+    /// `None` for an action a released hold makes.
+    pub decision_id: Option<Uuid>,
     pub kind: String,
     #[sqlx(try_from = "StateColumn<ActionStatus>")]
     pub status: ActionStatus,
