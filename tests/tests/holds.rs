@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use awfdrs_domain::RetryCommandV1;
+use awfdrs_domain::{EscalationV1, RetryCommandV1};
 use awfdrs_guard::{BreakerState, Decision, Outcomes, RateKey};
 use awfdrs_tests::{System, eventually, failure};
 use futures::StreamExt;
@@ -20,6 +20,11 @@ const WAIT: Duration = Duration::from_secs(90);
 /// Long enough for many rounds of the hold check (every 50 ms here).
 const ROUNDS: Duration = Duration::from_millis(750);
 const HOLDS: usize = 5;
+/// The analyzer's look for breakers that opened makes a new decision about
+/// each open incident, and a decision that arrives after the breaker let
+/// retries through again makes a retry of its own (the next attempt):
+/// these tests keep to the holds, so it looks only once, at start.
+const NO_BREAKER_LOOKS: (&str, &str) = ("AWFDRS__ANALYZER__BREAKER_CHECK_MS", "3600000");
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
@@ -65,7 +70,11 @@ async fn hold_retries(sys: &System) {
 
 #[tokio::test]
 async fn held_retries_are_released_once_each_when_the_breaker_lets_retries_through() {
-    let sys = System::start_all(&[("AWFDRS__COORDINATOR__HOLD_CHECK_MS", "50")]).await;
+    let sys = System::start_all(&[
+        ("AWFDRS__COORDINATOR__HOLD_CHECK_MS", "50"),
+        NO_BREAKER_LOOKS,
+    ])
+    .await;
     let mut commands = sys
         .ctx
         .bus
@@ -100,9 +109,8 @@ async fn held_retries_are_released_once_each_when_the_breaker_lets_retries_throu
     })
     .await;
 
-    // One retry per hold, at its held attempt (made by the release, or by
-    // the analyzer's breaker-opened decision when it arrives after the
-    // reset: the same retry either way, made once); each hold ended once.
+    // One retry per hold, at its held attempt, made by the release (no
+    // decision); each hold ended once.
     let expected = ids(
         &pool,
         "SELECT a.id FROM actions h
@@ -112,6 +120,14 @@ async fn held_retries_are_released_once_each_when_the_breaker_lets_retries_throu
     )
     .await;
     assert_eq!(expected.len(), HOLDS);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM actions WHERE kind = 'retry' AND decision_id IS NULL"
+        )
+        .await,
+        HOLDS as i64
+    );
     assert_eq!(
         count(
             &pool,
@@ -148,11 +164,10 @@ async fn held_retries_are_released_once_each_when_the_breaker_lets_retries_throu
     sys.stop().await;
 }
 
-/// A copy of the shipped rules in which stripe's breaker half-opens after
-/// one second, lets two probes go and never times them out in a test, and
-/// stripe's rate limit allows one retry and then almost none.
-fn rules_with_a_quick_stripe_breaker() -> PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rules");
+/// A copy of the shipped rules with `shipped` replaced by `changed` in
+/// vendor_config.yaml.
+fn rules_with(shipped: &str, changed: &str) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/rules");
     let dir = std::env::temp_dir().join(format!("awfdrs-rules-{}", Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     for f in [
@@ -160,22 +175,32 @@ fn rules_with_a_quick_stripe_breaker() -> PathBuf {
         "retry_policies.yaml",
         "vendor_config.yaml",
     ] {
-        std::fs::copy(shipped.join(f), dir.join(f)).unwrap();
+        std::fs::copy(from.join(f), dir.join(f)).unwrap();
     }
     let vendors = std::fs::read_to_string(dir.join("vendor_config.yaml")).unwrap();
-    let shipped_stripe = "  stripe:
+    assert!(vendors.contains(shipped), "the shipped rules changed");
+    std::fs::write(
+        dir.join("vendor_config.yaml"),
+        vendors.replace(shipped, changed),
+    )
+    .unwrap();
+    dir
+}
+
+/// Rules in which stripe's breaker half-opens after one second, lets two
+/// probes go and does not time them out within a test, and stripe's rate
+/// limit allows one retry and then almost none.
+fn rules_with_a_quick_stripe_breaker() -> PathBuf {
+    rules_with(
+        "  stripe:
     breaker:
       minimum_calls: 30
       min_distinct_sources: 3
     rate_limit:
       retries_per_second: 25
       burst: 50
-";
-    assert!(
-        vendors.contains(shipped_stripe),
-        "stripe's shipped rules changed"
-    );
-    let quick = "  stripe:
+",
+        "  stripe:
     breaker:
       minimum_calls: 30
       min_distinct_sources: 3
@@ -185,13 +210,8 @@ fn rules_with_a_quick_stripe_breaker() -> PathBuf {
     rate_limit:
       retries_per_second: 0.0001
       burst: 1
-";
-    std::fs::write(
-        dir.join("vendor_config.yaml"),
-        vendors.replace(shipped_stripe, quick),
+",
     )
-    .unwrap();
-    dir
 }
 
 #[tokio::test]
@@ -200,6 +220,7 @@ async fn a_half_open_breaker_releases_at_most_its_probe_count() {
     let sys = System::start_all(&[
         ("AWFDRS__COORDINATOR__HOLD_CHECK_MS", "50"),
         ("AWFDRS__RULES__DIR", rules.to_str().unwrap()),
+        NO_BREAKER_LOOKS,
     ])
     .await;
     hold_retries(&sys).await;
@@ -245,6 +266,80 @@ async fn a_half_open_breaker_releases_at_most_its_probe_count() {
     .await
     .unwrap();
     assert_eq!(reasons, ["released: breaker HALF_OPEN"; 2]);
+    sys.stop().await;
+    let _ = std::fs::remove_dir_all(rules);
+}
+
+#[tokio::test]
+async fn a_held_retry_over_a_hard_limit_is_escalated_when_released() {
+    let rules = rules_with(
+        "  max_retries_per_incident: 20\n",
+        "  max_retries_per_incident: 0\n",
+    );
+    let sys = System::start_all(&[
+        ("AWFDRS__COORDINATOR__HOLD_CHECK_MS", "50"),
+        ("AWFDRS__RULES__DIR", rules.to_str().unwrap()),
+        NO_BREAKER_LOOKS,
+    ])
+    .await;
+    let mut escalations = sys
+        .ctx
+        .bus
+        .subscribe(sys.ctx.bus.ns().escalations("acme"))
+        .await
+        .unwrap();
+    hold_retries(&sys).await;
+    let pool = sys.ctx.store.pool().clone();
+    sys.ctx.breakers.reset("stripe", "test").await.unwrap();
+    eventually(WAIT, "every hold escalated", || async {
+        let escalated = count(
+            &pool,
+            "SELECT count(*) FROM actions WHERE kind = 'hold' AND status = 'FAILED'",
+        )
+        .await;
+        (escalated == HOLDS as i64).then_some(())
+    })
+    .await;
+
+    // Each incident escalated once, naming the limit; nothing retried.
+    let escalated = ids(
+        &pool,
+        "SELECT a.id FROM actions h JOIN actions a ON a.incident_id = h.incident_id
+         WHERE h.kind = 'hold' AND a.kind = 'escalate'
+           AND a.limit_key = 'vendor_config.yaml: hard_limits.max_retries_per_incident'",
+    )
+    .await;
+    assert_eq!(escalated.len(), HOLDS);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM action_transitions t JOIN actions a ON a.id = t.action_id
+             WHERE a.kind = 'hold' AND t.to_status = 'FAILED'
+               AND t.reason LIKE 'escalated: hard limit reached: %'"
+        )
+        .await,
+        HOLDS as i64
+    );
+    let mut announced = BTreeSet::new();
+    for _ in 0..HOLDS {
+        let msg = tokio::time::timeout(WAIT, escalations.next())
+            .await
+            .expect("an escalation message")
+            .unwrap();
+        let e: EscalationV1 = serde_json::from_slice(&msg.payload).unwrap();
+        assert!(announced.insert(e.action_id), "announced twice: {e:?}");
+        let stopped = e.stopped_by.expect("the limit that stopped it");
+        assert_eq!(
+            stopped.config_key,
+            "vendor_config.yaml: hard_limits.max_retries_per_incident"
+        );
+    }
+    assert_eq!(announced, escalated);
+    tokio::time::sleep(ROUNDS).await;
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM actions WHERE kind = 'retry'").await,
+        0
+    );
     sys.stop().await;
     let _ = std::fs::remove_dir_all(rules);
 }
