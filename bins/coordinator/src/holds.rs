@@ -45,33 +45,43 @@ pub(crate) async fn run(
         }
         match round(&ctx, &relay).await {
             Ok(()) => health.ok(),
-            Err(e) => {
-                warn!(error = %e, "releasing held retries failed; trying again");
-                health.degraded(format!("cannot release held retries: {e}"));
-            }
+            // Logged per vendor in the round; looked at again next round.
+            Err(e) => health.degraded(format!("cannot release held retries: {e}")),
         }
     }
     info!("hold release stopped");
 }
 
-/// One round over every vendor with held retries.
+/// One round over every vendor with held retries; one vendor's trouble
+/// does not stop the others' releases (the last trouble is returned).
 async fn round(ctx: &Context, relay: &Relay) -> Result<(), AdmissionError> {
-    for vendor in ctx.store.held_vendors().await? {
-        release_vendor(ctx, relay, &vendor).await?;
+    let vendors = ctx.store.held_vendors().await.inspect_err(|e| {
+        warn!(error = %e, "cannot list held retries; trying again next round");
+    })?;
+    let mut trouble = Ok(());
+    for vendor in vendors {
+        if let Err(e) = release_vendor(ctx, relay, &vendor).await {
+            warn!(%vendor, error = %e, "releasing held retries failed; trying again next round");
+            trouble = Err(e);
+        }
     }
-    Ok(())
+    trouble
 }
 
-/// Releases what `vendor`'s breaker lets through now, oldest first. Each
-/// hold's attempt is reserved within the hard limits before its turn at the
-/// breaker, so one a limit stops is escalated without taking a probe slot
-/// or a rate-limit token (reserving again, next round, counts it once).
+/// Releases what `vendor`'s breaker lets through now, oldest first, until
+/// it opens again. Each hold's attempt is reserved within the hard limits
+/// before its turn at the breaker, so one a limit stops is escalated
+/// without taking a probe slot or a rate-limit token (reserving again, next
+/// round, counts it once).
 async fn release_vendor(ctx: &Context, relay: &Relay, vendor: &str) -> Result<(), AdmissionError> {
-    let state = ctx.breakers.get(vendor, awfdrs_guard::now()).state;
-    if state == BreakerState::Open {
+    if ctx.breakers.get(vendor, awfdrs_guard::now()).state == BreakerState::Open {
         return Ok(());
     }
     for hold in ctx.store.held_retries(vendor, BATCH).await? {
+        let state = ctx.breakers.get(vendor, awfdrs_guard::now()).state;
+        if state == BreakerState::Open {
+            break;
+        }
         let now = Utc::now();
         let plan = match admission::over_hard_limit(ctx, &attempt_of(&hold, now)).await? {
             Some((why, stopped)) => escalated(&hold, why, stopped),
