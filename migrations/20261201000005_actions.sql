@@ -30,7 +30,9 @@ CREATE TABLE actions (
     id              uuid PRIMARY KEY,
     tenant_id       uuid NOT NULL REFERENCES tenants (id),
     incident_id     uuid NOT NULL REFERENCES incidents (id),
-    decision_id     uuid NOT NULL UNIQUE REFERENCES decisions (id),
+    -- The decision that made it; NULL for the retry or escalation a released
+    -- hold makes (the hold names the decision).
+    decision_id     uuid UNIQUE REFERENCES decisions (id),
     kind            text NOT NULL CHECK (kind IN ('retry', 'escalate', 'hold', 'none')),
     status          text NOT NULL CHECK (status IN
                         ('PENDING', 'SCHEDULED', 'EXECUTING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),

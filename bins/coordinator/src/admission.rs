@@ -116,37 +116,32 @@ pub(crate) async fn admit(ctx: &Context, c: &Candidate<'_>) -> Result<Admitted, 
     }
     if let Some(vendor) = &d.signature_inputs.vendor {
         match ctx.breakers.check(vendor, awfdrs_guard::now()) {
-            Admission::Allow | Admission::Probe => {}
+            Admission::Allow => {}
             Admission::Deny { .. } => {
                 return Ok(Admitted::Hold(format!(
                     "the breaker of {vendor} is open: held until it half-opens"
                 )));
             }
+            // Half-open: only the breaker's probes go, and they are taken
+            // from the holds, oldest first.
+            Admission::Probe => {
+                return Ok(Admitted::Hold(format!(
+                    "the breaker of {vendor} is half-open: held for its turn as a probe"
+                )));
+            }
         }
     }
-    let verdict = ctx
-        .hard_limits
-        .reserve(
-            &rules.hard_limits(),
-            &NewRetryAttempt {
-                tenant_id: d.tenant_id,
-                incident_id: d.incident_id,
-                action_id: c.action_id,
-                attempt: i32::try_from(c.attempt).unwrap_or(i32::MAX),
-                workflow_run_id: None,
-                vendor: d.signature_inputs.vendor.clone(),
-                attempted_at: c.now,
-            },
-        )
-        .await?;
-    if let LimitVerdict::Exceeded(hit) = verdict {
-        return Ok(Admitted::Escalate(
-            format!("hard limit reached: {hit}"),
-            Some(StoppedBy {
-                limit: hit.exceeded.to_string(),
-                config_key: hit.config_key.to_owned(),
-            }),
-        ));
+    let attempt = NewRetryAttempt {
+        tenant_id: d.tenant_id,
+        incident_id: d.incident_id,
+        action_id: c.action_id,
+        attempt: i32::try_from(c.attempt).unwrap_or(i32::MAX),
+        workflow_run_id: None,
+        vendor: d.signature_inputs.vendor.clone(),
+        attempted_at: c.now,
+    };
+    if let Some((why, stopped)) = over_hard_limit(ctx, &attempt).await? {
+        return Ok(Admitted::Escalate(why, Some(stopped)));
     }
     let mut keys = vec![(RateKey::Tenant(d.tenant.clone()), rules.tenant_rate_limit())];
     if let Some(vendor) = &d.signature_inputs.vendor {
@@ -165,4 +160,30 @@ pub(crate) async fn admit(ctx: &Context, c: &Candidate<'_>) -> Result<Admitted, 
         }
     }
     Ok(Admitted::Retry { due, why })
+}
+
+/// Reserves `attempt` within the hard limits (again: counted once); over
+/// one, why, and the limit with its config key.
+///
+/// # Errors
+/// When the limits cannot be asked.
+pub(crate) async fn over_hard_limit(
+    ctx: &Context,
+    attempt: &NewRetryAttempt,
+) -> Result<Option<(String, StoppedBy)>, AdmissionError> {
+    let rules = ctx.rules.current();
+    let verdict = ctx
+        .hard_limits
+        .reserve(&rules.hard_limits(), attempt)
+        .await?;
+    Ok(match verdict {
+        LimitVerdict::Exceeded(hit) => Some((
+            format!("hard limit reached: {hit}"),
+            StoppedBy {
+                limit: hit.exceeded.to_string(),
+                config_key: hit.config_key.to_owned(),
+            },
+        )),
+        LimitVerdict::Within { .. } => None,
+    })
 }

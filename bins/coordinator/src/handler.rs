@@ -43,6 +43,11 @@ impl CoordinatorHandler {
             return Ok(None);
         }
         let shadow = mode.mode == "shadow";
+        // A later decision about an incident whose retry is held, due or in
+        // flight changes nothing: that retry answers it first.
+        if store.retry_in_progress(d.tenant_id, d.incident_id).await? {
+            return Ok(None);
+        }
         let attempt =
             u32::try_from(store.next_attempt(d.tenant_id, d.incident_id).await?).unwrap_or(1);
         let rec = &d.recommended_action;
@@ -144,7 +149,7 @@ impl CoordinatorHandler {
             id: action_id(d.incident_id, kind, attempt),
             tenant_id: d.tenant_id,
             incident_id: d.incident_id,
-            decision_id: d.id,
+            decision_id: Some(d.id),
             kind,
             status: kind_status,
             attempt: i32::try_from(attempt).unwrap_or(i32::MAX),
@@ -159,22 +164,8 @@ impl CoordinatorHandler {
             idempotency_key,
             correlation_id: d.correlation_id.clone(),
         };
-        let escalation = (kind == ActionKind::Escalate && !shadow).then(|| EscalationV1 {
-            action_id: action.id,
-            incident_id: d.incident_id,
-            decision_id: d.id,
-            tenant_id: d.tenant_id,
-            tenant: d.tenant.clone(),
-            workflow_id: s.workflow_id.clone(),
-            error_code: s.error_code.clone(),
-            vendor: s.vendor.clone(),
-            severity: d.classification.severity,
-            level: 1,
-            reason,
-            stopped_by: stopped,
-            correlation_id: d.correlation_id.clone(),
-            at: now,
-        });
+        let escalation =
+            (kind == ActionKind::Escalate && !shadow).then(|| escalation(d, &action, stopped, now));
         Ok(Some(Plan { action, escalation }))
     }
 
@@ -195,14 +186,7 @@ impl CoordinatorHandler {
             )
             .await?;
             if let Some(e) = &plan.escalation {
-                work.outbox(vec![NewOutbox {
-                    tenant_id: e.tenant_id,
-                    subject: self.ctx.bus.ns().escalations(&e.tenant),
-                    msg_id: e.msg_id(),
-                    payload: serde_json::to_value(e).unwrap_or_default(),
-                    correlation_id: Some(e.correlation_id.clone()),
-                }])
-                .await?;
+                work.outbox(vec![announcement(&self.ctx, e)]).await?;
             }
             Ok::<_, StoreError>((true, Some(work.commit().await?)))
         };
@@ -251,6 +235,44 @@ impl CoordinatorHandler {
             }
             Err(e) => outcome_of(&e, "the action"),
         }
+    }
+}
+
+/// The escalation announcing `action`, which decision `d` led to at `now`;
+/// `stopped` names the limit that stopped its retry, if one did.
+pub(crate) fn escalation(
+    d: &DecisionV1,
+    action: &NewAction,
+    stopped: Option<StoppedBy>,
+    now: DateTime<Utc>,
+) -> EscalationV1 {
+    let s = &d.signature_inputs;
+    EscalationV1 {
+        action_id: action.id,
+        incident_id: d.incident_id,
+        decision_id: d.id,
+        tenant_id: d.tenant_id,
+        tenant: d.tenant.clone(),
+        workflow_id: s.workflow_id.clone(),
+        error_code: s.error_code.clone(),
+        vendor: s.vendor.clone(),
+        severity: d.classification.severity,
+        level: 1,
+        reason: action.reason.clone(),
+        stopped_by: stopped,
+        correlation_id: d.correlation_id.clone(),
+        at: now,
+    }
+}
+
+/// The outbox row that publishes `e` on `<ns>.escalations.<tenant>`.
+pub(crate) fn announcement(ctx: &Context, e: &EscalationV1) -> NewOutbox {
+    NewOutbox {
+        tenant_id: e.tenant_id,
+        subject: ctx.bus.ns().escalations(&e.tenant),
+        msg_id: e.msg_id(),
+        payload: serde_json::to_value(e).unwrap_or_default(),
+        correlation_id: Some(e.correlation_id.clone()),
     }
 }
 

@@ -11,12 +11,18 @@
 //! the action, moves the incident to `ACTIONED` and writes the escalation to
 //! the outbox.
 //!
+//! Held retries are released by a background task (`coordinator.holds`,
+//! every `coordinator.hold_check_ms`) once their vendor's breaker lets
+//! retries through: half-open, at most its probe count at a time; closed,
+//! paced by the vendor's rate limit.
+//!
 //! An action's id is a UUIDv5 of (incident, kind, attempt) and a decision
 //! makes at most one, so a redelivery or a competing coordinator makes none
 //! twice.
 
 mod admission;
 mod handler;
+mod holds;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +63,13 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         awfdrs_bus::consumer::run(bus, spec, handler, sink, metrics, health, stop)
             .await
             .map_err(anyhow::Error::from)
+    });
+    let name = "coordinator.holds";
+    let health = ctx.health.task(name);
+    let (ctx, relay) = (ctx.clone(), harness.relay());
+    harness.spawn(name, |stop| async move {
+        holds::run(ctx, relay, health, stop).await;
+        Ok(())
     });
     Ok(())
 }

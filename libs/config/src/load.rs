@@ -388,4 +388,18 @@ mod tests {
         let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["analyzer.engine"]);
     }
+
+    #[test]
+    fn the_hold_check_interval_must_be_at_least_ten_milliseconds() {
+        let ok = Config::load(None, &env(&[]), &[]).expect("defaults are valid");
+        assert!(ok.coordinator.hold_check_ms >= 10);
+        let errs = Config::load(
+            None,
+            &env(&[("AWFDRS__COORDINATOR__HOLD_CHECK_MS", "9")]),
+            &[],
+        )
+        .expect_err("too often");
+        let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["coordinator.hold_check_ms"]);
+    }
 }

@@ -123,6 +123,9 @@ pub struct CoordinatorConfig {
     /// Decisions per fetch, and how long to wait for a batch to fill.
     pub batch_size: usize,
     pub linger_ms: u64,
+    /// How often held retries are looked at for release (their vendor's
+    /// breaker letting retries through again).
+    pub hold_check_ms: u64,
 }
 
 /// The retry scheduler.
@@ -376,6 +379,11 @@ impl Config {
             self.coordinator.linger_ms <= 1000,
             "coordinator.linger_ms",
             "must be at most 1000",
+        );
+        check(
+            self.coordinator.hold_check_ms >= 10,
+            "coordinator.hold_check_ms",
+            "must be at least 10",
         );
         check(
             self.analyzer.engine == "local",

@@ -20,7 +20,8 @@ pub struct NewAction {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub incident_id: Uuid,
-    pub decision_id: Uuid,
+    /// `None` for an action a released hold makes.
+    pub decision_id: Option<Uuid>,
     pub kind: ActionKind,
     pub status: ActionStatus,
     pub attempt: i32,
@@ -42,7 +43,8 @@ pub struct Action {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub incident_id: Uuid,
-    pub decision_id: Uuid,
+    /// `None` for an action a released hold makes.
+    pub decision_id: Option<Uuid>,
     pub kind: String,
     #[sqlx(try_from = "StateColumn<ActionStatus>")]
     pub status: ActionStatus,
@@ -194,6 +196,31 @@ impl Store {
         .fetch_one(&self.pool)
         .await?;
         Ok(latest.unwrap_or(0) + 1)
+    }
+
+    /// Whether `incident` has a retry waiting (held, for approval or a
+    /// pause: `PENDING`), due (`SCHEDULED`) or in flight (`EXECUTING`),
+    /// shadow ones aside.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn retry_in_progress(
+        &self,
+        tenant: Uuid,
+        incident: Uuid,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM actions
+                            WHERE tenant_id = $1 AND incident_id = $2 AND NOT shadow
+                              AND kind IN ('hold', 'retry') AND status IN ($3, $4, $5))",
+        )
+        .bind(tenant)
+        .bind(incident)
+        .bind(StateColumn(ActionStatus::Pending))
+        .bind(StateColumn(ActionStatus::Scheduled))
+        .bind(StateColumn(ActionStatus::Executing))
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Whether `decision` already made an action.

@@ -157,7 +157,9 @@ pub(crate) struct Action {
     id: Uuid,
     tenant_id: Uuid,
     incident_id: Uuid,
-    decision_id: Uuid,
+    /// The decision it acts on (`null` for a retry released from a hold and
+    /// for what a release escalated).
+    decision_id: Option<Uuid>,
     /// `retry`, `escalate`, `hold` or `none`.
     kind: String,
     /// `PENDING`, `SCHEDULED`, `EXECUTING`, `SUCCEEDED`, `FAILED` or `CANCELLED`.
