@@ -110,6 +110,7 @@ pub(crate) async fn gather(
             vector: p.message_vector.unwrap_or_default(),
             resolved_after_successes: (p.resolved_by.as_deref() == Some("auto-resolve"))
                 .then_some(auto_resolve),
+            resolved_by_retry: p.resolved_by_retry.and_then(|n| u32::try_from(n).ok()),
             id: p.id,
             signature: p.signature,
             workflow_id: p.workflow_id,

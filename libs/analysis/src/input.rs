@@ -162,6 +162,9 @@ pub struct PastIncident {
     pub resolved_by: Option<String>,
     /// Successes that auto-resolved it, when it was.
     pub resolved_after_successes: Option<i64>,
+    /// The retry attempt after which it recovered, when a retry preceded
+    /// its auto-resolution.
+    pub resolved_by_retry: Option<u32>,
 }
 
 /// Everything one analysis reads.

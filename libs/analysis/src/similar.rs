@@ -243,14 +243,22 @@ fn listed(c: Candidate<'_>) -> SimilarIncident {
     }
 }
 
-/// `auto-resolved after N successes`, `resolved by <name>`, or `still open`.
+/// `auto-resolved after N successes` (`after retry R and N successes` when
+/// a retry preceded the recovery), `resolved by <name>`, or `still open`.
 fn resolution(p: &PastIncident) -> String {
     if p.status != RESOLVED {
         return "still open".to_owned();
     }
+    let after_retry = p
+        .resolved_by_retry
+        .map(|n| format!(" after retry {n}"))
+        .unwrap_or_default();
     match (p.resolved_by.as_deref(), p.resolved_after_successes) {
-        (Some(AUTO_RESOLVE), Some(n)) => format!("auto-resolved after {n} successes"),
-        (Some(AUTO_RESOLVE), None) => "auto-resolved".to_owned(),
+        (Some(AUTO_RESOLVE), Some(n)) if after_retry.is_empty() => {
+            format!("auto-resolved after {n} successes")
+        }
+        (Some(AUTO_RESOLVE), Some(n)) => format!("auto-resolved{after_retry} and {n} successes"),
+        (Some(AUTO_RESOLVE), None) => format!("auto-resolved{after_retry}"),
         (Some(name), _) => format!("resolved by {name}"),
         (None, _) => "resolved".to_owned(),
     }
@@ -259,6 +267,32 @@ fn resolution(p: &PastIncident) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_auto_resolution_names_the_retry_that_preceded_it() {
+        let mut p = PastIncident {
+            id: uuid::Uuid::nil(),
+            signature: "s".into(),
+            workflow_id: "checkout".into(),
+            error_code: "payment_timeout".into(),
+            vendor: None,
+            category: awfdrs_domain::decision::Category::Transient,
+            message: None,
+            vector: Vec::new(),
+            status: RESOLVED.into(),
+            first_seen: chrono::DateTime::UNIX_EPOCH,
+            resolved_at: None,
+            resolved_by: Some(AUTO_RESOLVE.into()),
+            resolved_after_successes: Some(3),
+            resolved_by_retry: None,
+        };
+        assert_eq!(resolution(&p), "auto-resolved after 3 successes");
+        p.resolved_by_retry = Some(2);
+        assert_eq!(
+            resolution(&p),
+            "auto-resolved after retry 2 and 3 successes"
+        );
+    }
 
     #[test]
     fn a_vector_is_unit_length_and_the_same_every_time() {

@@ -216,6 +216,7 @@ pub fn past(
         first_seen,
         resolved_at: Some(first_seen + chrono::Duration::minutes(7)),
         resolved_by: Some("auto-resolve".to_owned()),
+        resolved_by_retry: None,
         resolved_after_successes: Some(3),
     }
 }

@@ -44,6 +44,8 @@ pub struct PastIncidentRow {
     pub first_seen: DateTime<Utc>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub resolved_by: Option<String>,
+    /// The attempt of the retry that succeeded before it auto-resolved.
+    pub resolved_by_retry: Option<i32>,
 }
 
 /// What the store knows about one incident for its analysis.
@@ -220,7 +222,10 @@ impl Store {
     ) -> Result<Vec<PastIncidentRow>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, signature, workflow_id, error_code, vendor, message_vector, status,
-                    first_seen, resolved_at, resolved_by
+                    first_seen, resolved_at, resolved_by,
+                    (SELECT max(a.attempt) FROM actions a
+                       WHERE a.tenant_id = incidents.tenant_id AND a.incident_id = incidents.id
+                       AND a.kind = 'retry' AND a.status = 'SUCCEEDED') AS resolved_by_retry
              FROM incidents
              WHERE tenant_id = $1 AND id <> $2 AND message_lsh && $3
              ORDER BY first_seen DESC, id DESC LIMIT $4",
@@ -260,12 +265,18 @@ impl Store {
     ) -> Result<Vec<PastIncidentRow>, StoreError> {
         let rows: Vec<PastIncidentRow> = sqlx::query_as(
             "(SELECT id, signature, workflow_id, error_code, vendor, message_vector, status,
-                     first_seen, resolved_at, resolved_by
+                     first_seen, resolved_at, resolved_by,
+                    (SELECT max(a.attempt) FROM actions a
+                       WHERE a.tenant_id = incidents.tenant_id AND a.incident_id = incidents.id
+                       AND a.kind = 'retry' AND a.status = 'SUCCEEDED') AS resolved_by_retry
               FROM incidents WHERE tenant_id = $1 AND signature = $2 AND id <> $3
               ORDER BY first_seen DESC LIMIT $5)
              UNION
              (SELECT id, signature, workflow_id, error_code, vendor, message_vector, status,
-                     first_seen, resolved_at, resolved_by
+                     first_seen, resolved_at, resolved_by,
+                    (SELECT max(a.attempt) FROM actions a
+                       WHERE a.tenant_id = incidents.tenant_id AND a.incident_id = incidents.id
+                       AND a.kind = 'retry' AND a.status = 'SUCCEEDED') AS resolved_by_retry
               FROM incidents WHERE tenant_id = $1 AND vendor = $4 AND id <> $3
               ORDER BY first_seen DESC LIMIT $5)",
         )
