@@ -19,13 +19,16 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
         .unwrap()
 }
 
-/// The incident of `tenant_key` once it has `n` decisions.
+/// The incident of `tenant_key` once it has `n` decisions and is no longer
+/// `NEW` (the view reads the incident and its decisions one after the
+/// other, so it may show a decision a moment before the status).
 async fn decided(sys: &System, key: &str, n: usize) -> Value {
     eventually(WAIT, &format!("{n} decision(s)"), || async {
         let (_, list) = sys.get("/api/v1/incidents", key).await;
         let id = list["items"][0]["id"].as_str()?.to_owned();
         let (_, detail) = sys.get(&format!("/api/v1/incidents/{id}"), key).await;
-        (detail["decisions"].as_array()?.len() == n).then_some(detail)
+        let done = detail["decisions"].as_array()?.len() == n && detail["status"] != "NEW";
+        done.then_some(detail)
     })
     .await
 }

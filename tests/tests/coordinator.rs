@@ -23,13 +23,16 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
         .unwrap()
 }
 
-/// The only incident of `key`'s tenant once it has an action.
+/// The only incident of `key`'s tenant once it has an action (and so is
+/// `ACTIONED`: the view reads the incident and its actions one after the
+/// other, so it may show the action a moment before the status).
 async fn actioned(sys: &System, key: &str) -> Value {
     eventually(WAIT, "an action", || async {
         let (_, list) = sys.get("/api/v1/incidents", key).await;
         let id = list["items"][0]["id"].as_str()?.to_owned();
         let (_, detail) = sys.get(&format!("/api/v1/incidents/{id}"), key).await;
-        (!detail["actions"].as_array()?.is_empty()).then_some(detail)
+        let acted = !detail["actions"].as_array()?.is_empty() && detail["status"] != "ANALYZING";
+        acted.then_some(detail)
     })
     .await
 }
