@@ -81,8 +81,32 @@ async fn a_transient_failure_becomes_one_scheduled_retry_and_the_incident_is_act
         })
         .await
         .unwrap();
+    // A decision the analyzer never recorded is refused, whatever it says.
+    let mut forged = decision.clone();
+    forged["id"] = serde_json::json!(uuid::Uuid::new_v4());
+    forged["recommended_action"]["action"] = "escalate".into();
+    sys.ctx
+        .bus
+        .publish(Outgoing {
+            subject: sys.ctx.bus.ns().decisions("acme"),
+            msg_id: "forged".into(),
+            correlation_id: None,
+            headers: Vec::new(),
+            payload: Bytes::from(forged.to_string()),
+        })
+        .await
+        .unwrap();
     let pool = sys.ctx.store.pool().clone();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(WAIT, "the forged decision dead-lettered", || async {
+        (count(
+            &pool,
+            "SELECT count(*) FROM dead_letters WHERE reason LIKE '%is not recorded%'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
     assert_eq!(count(&pool, "SELECT count(*) FROM actions").await, 1);
     assert_eq!(
         count(&pool, "SELECT count(*) FROM action_transitions").await,

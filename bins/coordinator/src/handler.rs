@@ -207,6 +207,22 @@ impl CoordinatorHandler {
                 ));
             }
         };
+        // Act on the decision as the analyzer recorded it, not on what the
+        // message says: anyone who can publish on the subject could forge one.
+        let decision: DecisionV1 = match self.ctx.store.decision(decision.id).await {
+            Ok(Some(body)) => match serde_json::from_value(body) {
+                Ok(d) => d,
+                Err(e) => {
+                    return Outcome::Reject(format!(
+                        "the recorded decision does not read back: {e}"
+                    ));
+                }
+            },
+            Ok(None) => {
+                return Outcome::Reject(format!("decision {} is not recorded", decision.id));
+            }
+            Err(e) => return outcome_of(&e, "the action"),
+        };
         match self.ctx.store.decision_acted_on(decision.id).await {
             Ok(true) => return Outcome::Ack,
             Ok(false) => {}

@@ -137,6 +137,19 @@ impl Store {
         .await?)
     }
 
+    /// The decision `id` as recorded, if it is.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn decision(&self, id: Uuid) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT body FROM decisions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// The open incidents of `vendor`, in every tenant, as (tenant,
     /// incident): those a breaker opening concerns. At most 1,000, oldest
     /// first.
