@@ -125,7 +125,9 @@ impl AnalyzerHandler {
                 ));
             }
         };
-        let trigger = if message.reopened {
+        let trigger = if let Some(f) = &message.failed_retry {
+            Trigger::RetryFailed(f.attempt)
+        } else if message.reopened {
             match self.reopen_count(&message).await {
                 Ok(n) => Trigger::Reopened(n),
                 Err(e) => return outcome_of(&e, "the analysis"),

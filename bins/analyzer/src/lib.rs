@@ -1,5 +1,6 @@
 //! The analyzer: the stage after the detector. It consumes
-//! `<ns>.incidents.<tenant>.opened` and `.reopened`, gathers what is known
+//! `<ns>.incidents.<tenant>.opened`, `.reopened` and `.retry_failed` (a
+//! later failure of the same run failed its retry), gathers what is known
 //! about the incident (its failures, its step's history, its vendor across
 //! workflows and tenants, the tenant's past incidents), lets an
 //! [`Analyst`](awfdrs_analysis::Analyst) decide, and in one transaction

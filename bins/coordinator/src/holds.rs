@@ -55,6 +55,9 @@ pub(crate) async fn run(
 /// One round over every vendor with held retries; one vendor's trouble
 /// does not stop the others' releases (the last trouble is returned).
 async fn round(ctx: &Context, relay: &Relay) -> Result<(), AdmissionError> {
+    crate::probes::report(ctx).await.inspect_err(|e| {
+        warn!(error = %e, "cannot report probe retries; trying again next round");
+    })?;
     let vendors = ctx.store.held_vendors().await.inspect_err(|e| {
         warn!(error = %e, "cannot list held retries; trying again next round");
     })?;

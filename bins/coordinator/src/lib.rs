@@ -14,7 +14,8 @@
 //! Held retries are released by a background task (`coordinator.holds`,
 //! every `coordinator.hold_check_ms`) once their vendor's breaker lets
 //! retries through: half-open, at most its probe count at a time; closed,
-//! paced by the vendor's rate limit.
+//! paced by the vendor's rate limit. The same task reports each released
+//! probe retry's outcome to its breaker ([`probes`]).
 //!
 //! An action's id is a UUIDv5 of (incident, kind, attempt) and a decision
 //! makes at most one, so a redelivery or a competing coordinator makes none
@@ -23,6 +24,7 @@
 mod admission;
 mod handler;
 mod holds;
+mod probes;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -170,6 +170,7 @@ impl DetectorHandler {
             work.outbox(
                 done.opened
                     .iter()
+                    .chain(&done.retries_failed)
                     .map(|o| announce::opened(ns, slugs, o))
                     .collect(),
             )

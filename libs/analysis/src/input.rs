@@ -22,11 +22,15 @@ pub enum Trigger {
         vendor: String,
         opened_at: DateTime<Utc>,
     },
+    /// A later failure of the same run failed the incident's retry
+    /// `attempt`.
+    RetryFailed(u32),
 }
 
 impl Trigger {
     /// The trigger as recorded on the decision (and hashed into its id):
-    /// `opened`, `reopened:<n>`, `breaker-opened:<vendor>:<opened_at_ms>`.
+    /// `opened`, `reopened:<n>`, `breaker-opened:<vendor>:<opened_at_ms>`,
+    /// `retry-failed:<attempt>`.
     #[must_use]
     pub fn key(&self) -> String {
         match self {
@@ -35,6 +39,7 @@ impl Trigger {
             Self::BreakerOpened { vendor, opened_at } => {
                 format!("breaker-opened:{vendor}:{}", opened_at.timestamp_millis())
             }
+            Self::RetryFailed(attempt) => format!("retry-failed:{attempt}"),
         }
     }
 }

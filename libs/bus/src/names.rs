@@ -182,6 +182,12 @@ impl Namespace {
         format!("{}.incidents.{tenant}.reopened", self.0)
     }
 
+    /// `<ns>.incidents.<tenant>.retry_failed`: an incident whose retry a
+    /// later failure of the same run failed.
+    pub fn incident_retry_failed(&self, tenant: &str) -> String {
+        format!("{}.incidents.{tenant}.retry_failed", self.0)
+    }
+
     /// `<ns>.decisions.<tenant>`: where the analyzer publishes decisions.
     pub fn decisions(&self, tenant: &str) -> String {
         format!("{}.decisions.{tenant}", self.0)

@@ -34,7 +34,7 @@ pub use event::{
 };
 pub use ids::{event_id, new_api_key};
 pub use incident::IncidentStatus;
-pub use messages::IncidentOpenedV1;
+pub use messages::{FailedRetry, IncidentOpenedV1};
 pub use signature::{Signature, normalize_code};
 pub use slug::{Slug, SlugError, is_slug};
 pub use text::{check_correlation_id, printable};

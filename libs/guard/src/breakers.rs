@@ -128,6 +128,17 @@ impl Breakers {
         })
     }
 
+    /// Who holds `vendor`'s probe slots (none unless it is half-open), from
+    /// the local view.
+    #[must_use]
+    pub fn probe_holders(&self, vendor: &str) -> Vec<String> {
+        self.inner.view.with(vendor, |held| {
+            held.and_then(|h| h.breaker.as_ref())
+                .map(|b| b.probes().iter().map(|p| p.holder.clone()).collect())
+                .unwrap_or_default()
+        })
+    }
+
     /// Every vendor the rules name or KV holds a breaker for, by name, at
     /// `now`, from the local view.
     #[must_use]

@@ -19,6 +19,7 @@ mod incidents;
 mod ingest;
 mod operate;
 mod outbox;
+mod probes;
 mod safety;
 mod schedule;
 mod states;

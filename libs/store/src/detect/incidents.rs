@@ -212,6 +212,7 @@ pub(super) async fn open_or_update(
                 reopened: was_reopened,
                 reopen_count,
                 correlation_id: g.correlation_id.clone(),
+                failed_retry: None,
             });
         }
     }

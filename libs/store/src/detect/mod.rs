@@ -4,6 +4,7 @@
 mod events;
 mod incidents;
 mod open_after;
+mod retries;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -73,6 +74,9 @@ pub struct OpenedIncident {
     /// How many times it has re-opened (0 when opened now).
     pub reopen_count: i32,
     pub correlation_id: String,
+    /// For an incident announced again because a retry did not fix its
+    /// run: that retry's action id and attempt.
+    pub failed_retry: Option<(Uuid, i32)>,
 }
 
 /// What the batch did.
@@ -90,6 +94,8 @@ pub struct DetectOutcome {
     pub opened: Vec<OpenedIncident>,
     pub updated_incidents: usize,
     pub resolved: Vec<Uuid>,
+    /// Incidents whose fired retry a later failure of the same run failed.
+    pub retries_failed: Vec<OpenedIncident>,
 }
 
 impl Work {
@@ -145,6 +151,7 @@ impl Work {
             }
         }
         events::insert(tx, &evs, &kept, &mut out).await?;
+        retries::fail_retries(tx, &batch.events, &mut out).await?;
 
         let mut groups = incidents::group_failures(batch, &out.inserted);
         open_after::apply_open_after(tx, &mut groups, settings.reopen_window_secs).await?;
