@@ -206,6 +206,7 @@ async fn held_then_half_open(rules: &std::path::Path, workflows: usize) -> (Syst
     let sys = System::start_all(&[
         ("AWFDRS__COORDINATOR__HOLD_CHECK_MS", "50"),
         ("AWFDRS__DETECTOR__AUTO_RESOLVE_SUCCESSES", "1"),
+        ("AWFDRS__COORDINATOR__GAUGES_MS", "100"),
         ("AWFDRS__ANALYZER__BREAKER_CHECK_MS", "3600000"),
         ("AWFDRS__RULES__DIR", rules.to_str().unwrap()),
     ])
@@ -229,6 +230,14 @@ async fn held_then_half_open(rules: &std::path::Path, workflows: usize) -> (Syst
         .await
             == workflows as i64)
             .then_some(())
+    })
+    .await;
+    // And /metrics counts them.
+    let held = format!("awfdrs_held_retries{{vendor=\"stripe\"}} {workflows}");
+    let pending = format!("awfdrs_actions{{kind=\"hold\",status=\"PENDING\"}} {workflows}");
+    eventually(WAIT, "the held retries on /metrics", || async {
+        let text = sys.ctx.metrics.render();
+        (text.contains(&held) && text.contains(&pending)).then_some(())
     })
     .await;
     // The vendor's rate limit spent, so nothing goes while the breaker is

@@ -22,6 +22,7 @@
 //! twice.
 
 mod admission;
+mod gauges;
 mod handler;
 mod holds;
 mod probes;
@@ -65,6 +66,13 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         awfdrs_bus::consumer::run(bus, spec, handler, sink, metrics, health, stop)
             .await
             .map_err(anyhow::Error::from)
+    });
+    let name = "coordinator.gauges";
+    let health = ctx.health.task(name);
+    let counted = ctx.clone();
+    harness.spawn_background(name, |stop| async move {
+        gauges::run(counted, health, stop).await;
+        Ok(())
     });
     let name = "coordinator.holds";
     let health = ctx.health.task(name);

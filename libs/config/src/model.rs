@@ -126,6 +126,9 @@ pub struct CoordinatorConfig {
     /// How often held retries are looked at for release (their vendor's
     /// breaker letting retries through again).
     pub hold_check_ms: u64,
+    /// How often actions are counted for `/metrics` (`awfdrs_actions`,
+    /// `awfdrs_held_retries`).
+    pub gauges_ms: u64,
 }
 
 /// The retry scheduler.
@@ -384,6 +387,11 @@ impl Config {
             self.coordinator.hold_check_ms >= 10,
             "coordinator.hold_check_ms",
             "must be at least 10",
+        );
+        check(
+            self.coordinator.gauges_ms >= 100,
+            "coordinator.gauges_ms",
+            "must be at least 100",
         );
         check(
             self.analyzer.engine == "local",

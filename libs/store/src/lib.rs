@@ -23,6 +23,7 @@ mod probes;
 mod safety;
 mod schedule;
 mod states;
+mod tally;
 mod tenants;
 mod work;
 

@@ -12,8 +12,9 @@ mod metrics;
 pub use health::{Health, TaskHealth, TaskState};
 
 pub use metrics::{
-    BreakerTransitionLabels, BucketLabels, ConsumerLabels, ConsumerOutcomeLabels, HardLimitLabels,
-    HttpLabels, KvWatchOpen, Metrics, RateLimitLabels, RejectLabels, SourceLabels,
+    ActionLabels, BreakerTransitionLabels, BucketLabels, ConsumerLabels, ConsumerOutcomeLabels,
+    HardLimitLabels, HttpLabels, KvWatchOpen, Metrics, RateLimitLabels, RejectLabels, SourceLabels,
+    VendorLabels,
 };
 
 use awfdrs_config::LogFormat;

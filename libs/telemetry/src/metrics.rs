@@ -117,6 +117,24 @@ pub struct Metrics {
     pub scheduler_lateness_seconds: Histogram,
     pub rate_limit_decisions: Family<RateLimitLabels, Counter>,
     pub hard_limits_exceeded: Family<HardLimitLabels, Counter>,
+    /// Actions by kind and status, as the database holds them (the
+    /// coordinator counts them).
+    pub actions: Family<ActionLabels, Gauge>,
+    /// Retries held now, by vendor (the coordinator counts them).
+    pub held_retries: Family<VendorLabels, Gauge>,
+}
+
+/// An action's kind and status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub kind: String,
+    pub status: String,
+}
+
+/// A vendor.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VendorLabels {
+    pub vendor: String,
 }
 
 impl Default for Metrics {
@@ -174,6 +192,8 @@ impl Metrics {
             scheduler_lateness_seconds: latency(),
             rate_limit_decisions: Family::default(),
             hard_limits_exceeded: Family::default(),
+            actions: Family::default(),
+            held_retries: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -290,6 +310,16 @@ impl Metrics {
             "hard_limits_exceeded",
             "Retries refused by a hard limit, by limit",
             m.hard_limits_exceeded.clone(),
+        );
+        registry.register(
+            "actions",
+            "Actions by kind and status, counted in the database",
+            m.actions.clone(),
+        );
+        registry.register(
+            "held_retries",
+            "Retries held while their vendor's breaker is open, by vendor",
+            m.held_retries.clone(),
         );
         Self { registry, ..m }
     }
