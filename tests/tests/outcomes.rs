@@ -344,3 +344,78 @@ async fn a_probe_retry_whose_run_fails_again_opens_the_breaker_again() {
     sys.stop().await;
     let _ = std::fs::remove_dir_all(rules);
 }
+
+#[tokio::test]
+async fn a_retry_due_after_its_vendor_s_breaker_opened_waits_for_it_to_close() {
+    // The first retry due two seconds after the failure, exactly.
+    let rules = rules_edited(&[(
+        "retry_policies.yaml",
+        "    initial_delay: 10s
+    multiplier: 3
+    max_delay: 5m
+    max_attempts: 4",
+        "    initial_delay: 2s
+    multiplier: 3
+    jitter: false
+    max_delay: 5m
+    max_attempts: 4",
+    )]);
+    let sys = System::start_all(&[
+        ("AWFDRS__RULES__DIR", rules.to_str().unwrap()),
+        ("AWFDRS__ANALYZER__BREAKER_CHECK_MS", "3600000"),
+    ])
+    .await;
+    let (_, key) = sys.tenant("acme").await;
+    let ns = sys.ns().as_str().to_owned();
+    let mut commands = sys
+        .ctx
+        .bus
+        .subscribe(format!("{ns}.commands.>"))
+        .await
+        .unwrap();
+    let pool = sys.ctx.store.pool().clone();
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure_of("f1", "checkout", "run-1"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    eventually(WAIT, "the retry scheduled", || async {
+        (count(
+            &pool,
+            "SELECT count(*) FROM actions WHERE kind = 'retry' AND status = 'SCHEDULED'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    sys.ctx
+        .breakers
+        .force_open("stripe", "test", "down")
+        .await
+        .unwrap();
+    // Well past its time, nothing goes while the breaker is open.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1), commands.next())
+            .await
+            .is_err(),
+        "a retry command went out while the breaker was open"
+    );
+    let reason: String = sqlx::query_scalar("SELECT reason FROM actions WHERE kind = 'retry'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason,
+        "deferred: the breaker of stripe does not let retries through"
+    );
+    sys.ctx.breakers.reset("stripe", "test").await.unwrap();
+    let fired = next_command(&mut commands).await;
+    assert_eq!(fired.attempt, 1);
+    sys.stop().await;
+    let _ = std::fs::remove_dir_all(rules);
+}

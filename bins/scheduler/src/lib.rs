@@ -9,9 +9,14 @@
 //! schedulers share the work, and one killed before its commit leaves its
 //! retries due for the others: each is fired once in effect.
 //!
+//! A due retry whose vendor's breaker does not let retries through is not
+//! fired but deferred ([`breakers`]).
+//!
 //! Between rounds it sleeps until the nearest due retry, woken early when
 //! the coordinator schedules a nearer one (PostgreSQL `LISTEN`), never
 //! longer than `scheduler.max_sleep_ms`.
+
+mod breakers;
 
 use std::time::Duration;
 
@@ -118,7 +123,13 @@ async fn fire_due(ctx: &Context, relay: &Relay) -> Result<usize, StoreError> {
             .claim_due_retries(now, ctx.config.scheduler.batch_size)
             .await?;
         let mut commands = Vec::with_capacity(due.len());
+        let mut fired = Vec::with_capacity(due.len());
         for r in &due {
+            if let breakers::AtFire::Defer(until, why) = breakers::at_fire(ctx, r, now) {
+                work.defer_retry(r, until, &why).await?;
+                continue;
+            }
+            fired.push(r);
             let command = RetryCommandV1 {
                 action_id: r.id,
                 incident_id: r.incident_id,
@@ -151,7 +162,7 @@ async fn fire_due(ctx: &Context, relay: &Relay) -> Result<usize, StoreError> {
         let n = commands.len();
         work.outbox(commands).await?;
         let committed = work.commit().await?;
-        for r in &due {
+        for r in fired {
             let late = (now - r.due_at).num_milliseconds().max(0) as f64 / 1000.0;
             ctx.metrics.scheduler_lateness_seconds.observe(late);
         }

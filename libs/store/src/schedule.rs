@@ -101,6 +101,32 @@ impl Work {
     }
 }
 
+impl Work {
+    /// Leaves a claimed retry `SCHEDULED` but due again at `until`, with
+    /// `reason` (its status does not change, so no timeline entry).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn defer_retry(
+        &mut self,
+        retry: &DueRetry,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE actions SET due_at = $3, reason = $4, updated_at = now()
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(retry.tenant_id)
+        .bind(retry.id)
+        .bind(until)
+        .bind(reason)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// When the nearest scheduled retry that may fire is due, if any (none
     /// of a paused tenant's).
