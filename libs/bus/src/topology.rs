@@ -124,7 +124,15 @@ impl Bus {
     /// # Errors
     /// When the stream cannot be read.
     pub async fn events_stored(&self) -> Result<u64, BusError> {
-        let name = self.ns().stream(Topic::Events);
+        self.stored(Topic::Events).await
+    }
+
+    /// How many messages the stream of `topic` holds (tools and tests).
+    ///
+    /// # Errors
+    /// When the stream cannot be read.
+    pub async fn stored(&self, topic: Topic) -> Result<u64, BusError> {
+        let name = self.ns().stream(topic);
         let mut stream = self
             .js()
             .get_stream(&name)
