@@ -125,9 +125,21 @@ async fn fire_due(ctx: &Context, relay: &Relay) -> Result<usize, StoreError> {
         let mut commands = Vec::with_capacity(due.len());
         let mut fired = Vec::with_capacity(due.len());
         for r in &due {
-            if let breakers::AtFire::Defer(until, why) = breakers::at_fire(ctx, r, now) {
-                work.defer_retry(r, until, &why).await?;
-                continue;
+            match breakers::at_fire(ctx, r, now).await {
+                Ok(breakers::AtFire::Fire) => {}
+                Ok(breakers::AtFire::Defer {
+                    until,
+                    why,
+                    breaker,
+                }) => {
+                    work.defer_retry(r, until, &why, breaker).await?;
+                    continue;
+                }
+                // The rate limit could not be asked: looked at again next round.
+                Err(e) => {
+                    warn!(retry = %r.id, error = %e, "cannot pace a deferred retry; trying again");
+                    continue;
+                }
             }
             fired.push(r);
             let command = RetryCommandV1 {

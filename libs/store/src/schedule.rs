@@ -30,6 +30,8 @@ pub struct DueRetry {
     pub idempotency_key: Option<String>,
     pub correlation_id: String,
     pub due_at: DateTime<Utc>,
+    /// How often it was deferred while its vendor's breaker was open.
+    pub deferrals: i32,
 }
 
 impl Work {
@@ -46,7 +48,7 @@ impl Work {
         Ok(sqlx::query_as(
             "SELECT a.id, a.tenant_id, t.slug AS tenant, a.incident_id, a.workflow_id,
                     a.workflow_run_id, a.step, a.vendor, a.attempt, a.idempotency_key,
-                    a.correlation_id, a.due_at
+                    a.correlation_id, a.due_at, a.deferrals
              FROM actions a JOIN tenants t ON t.id = a.tenant_id
              LEFT JOIN tenant_modes m ON m.tenant_id = a.tenant_id
              WHERE a.status = $1 AND NOT a.shadow AND a.due_at <= $2
@@ -103,7 +105,9 @@ impl Work {
 
 impl Work {
     /// Leaves a claimed retry `SCHEDULED` but due again at `until`, with
-    /// `reason` (its status does not change, so no timeline entry).
+    /// `reason` (its status does not change, so no timeline entry);
+    /// `deferral` counts it as deferred by its vendor's breaker (not by
+    /// its rate limit).
     ///
     /// # Errors
     /// On database failure.
@@ -112,15 +116,18 @@ impl Work {
         retry: &DueRetry,
         until: DateTime<Utc>,
         reason: &str,
+        deferral: bool,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE actions SET due_at = $3, reason = $4, updated_at = now()
+            "UPDATE actions SET due_at = $3, reason = $4, updated_at = now(),
+                                deferrals = deferrals + $5
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(retry.tenant_id)
         .bind(retry.id)
         .bind(until)
         .bind(reason)
+        .bind(i32::from(deferral))
         .execute(self.conn())
         .await?;
         Ok(())
