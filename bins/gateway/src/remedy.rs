@@ -1,5 +1,5 @@
-//! The remediation API: actions (list, cancel) and the tenant's mode,
-//! scoped to the caller's tenant.
+//! The remediation API: actions (list, cancel, approve) and the tenant's
+//! mode, scoped to the caller's tenant.
 
 use awfdrs_domain::{ActionStatus, FieldError};
 use awfdrs_store::{ActionFilter, StoreError, TenantMode};
@@ -147,6 +147,46 @@ pub(crate) async fn cancel_action(
                 &operator(&caller),
                 "cancelled by an operator over the API",
             )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => Problem::not_found("no such action"),
+                StoreError::Conflict(why) => Problem::conflict(why),
+                e => store_problem(e),
+            })?;
+        Ok::<_, Problem>(axum::Json(action))
+    }
+    .await;
+    result.into_response()
+}
+
+/// Approves a retry waiting for an operator's approval: the coordinator
+/// then passes it through the safety checks and schedules it.
+#[utoipa::path(
+    post, path = "/api/v1/actions/{id}/approve", tag = "remediation",
+    params(("id" = Uuid, Path, description = "The action's id")),
+    responses(
+        (status = 200, description = "The action, still `PENDING`, with `approved_by` and `approved_at`; approving it again changes nothing", body = schema::Action),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 404, description = "No such action for the caller", content_type = "application/problem+json", body = schema::Problem),
+        (status = 409, description = "The action is not waiting for approval", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The database cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn approve_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = auth::caller(&state, &headers).await?;
+        let Path(id) = id.map_err(|e| Problem::bad_request(e.body_text()))?;
+        let id =
+            Uuid::parse_str(&id).map_err(|_| Problem::not_found(format!("no action {id:?}")))?;
+        let action = state
+            .ctx()
+            .store
+            .approve_action(caller.scope(), id, &operator(&caller))
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => Problem::not_found("no such action"),
