@@ -150,7 +150,7 @@ pub(crate) async fn cancel_action(
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => Problem::not_found("no such action"),
-                StoreError::Conflict(why) => Problem::conflict(why),
+                StoreError::Conflict(why) => action_conflict(why),
                 e => store_problem(e),
             })?;
         Ok::<_, Problem>(axum::Json(action))
@@ -190,13 +190,23 @@ pub(crate) async fn approve_action(
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => Problem::not_found("no such action"),
-                StoreError::Conflict(why) => Problem::conflict(why),
+                StoreError::Conflict(why) => action_conflict(why),
                 e => store_problem(e),
             })?;
         Ok::<_, Problem>(axum::Json(action))
     }
     .await;
     result.into_response()
+}
+
+/// A `409` for an action that cannot do what was asked in its state.
+fn action_conflict(why: String) -> Problem {
+    Problem::new(
+        axum::http::StatusCode::CONFLICT,
+        "action-conflict",
+        "The action cannot do that in its state",
+        why,
+    )
 }
 
 /// The actor an operator's change is recorded as.
