@@ -123,7 +123,7 @@ async fn approval_holds_until_approved() {
     assert!(waiting["approved_by"].is_null());
     let id = waiting["id"].as_str().unwrap().to_owned();
     silent(&mut commands, "before the approval").await;
-    let (_, still) = sys.get(&format!("/api/v1/actions?kind=retry"), &key).await;
+    let (_, still) = sys.get("/api/v1/actions?kind=retry", &key).await;
     assert_eq!(still["items"][0]["status"], "PENDING", "{still}");
 
     // Another tenant's is not there; an action that waits for nothing is a conflict.

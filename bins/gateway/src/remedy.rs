@@ -277,12 +277,22 @@ pub(crate) async fn get_mode(State(state): State<AppState>, headers: HeaderMap) 
 pub(crate) async fn put_mode(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<axum::Json<ModeBody>, JsonRejection>,
+    body: Result<axum::Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
         let tenant = tenant_of(&caller)?;
         let axum::Json(body) = body.map_err(|e| Problem::bad_request(e.body_text()))?;
+        // An object only: serde would also read the struct from an array.
+        if !body.is_object() {
+            return Err(Problem::bad_request("the body must be a JSON object"));
+        }
+        let body: ModeBody = serde_json::from_value(body).map_err(|e| {
+            Problem::bad_request(format!(
+                "bad body: {}",
+                awfdrs_domain::printable(&e.to_string())
+            ))
+        })?;
         if !["auto", "approve", "shadow", "off"].contains(&body.mode.as_str()) {
             return Err(invalid("mode", "must be auto, approve, shadow or off"));
         }
