@@ -317,3 +317,38 @@ async fn a_paused_retry_is_fired_after_the_resume_and_never_during_the_pause() {
     silent(&mut commands, "twice").await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn an_approved_retry_of_a_paused_tenant_waits_for_the_resume_too() {
+    let sys = System::start_all(&[QUICK, SCHEDULER]).await;
+    let (acme, key) = sys.tenant("acme").await;
+    let paused = TenantMode {
+        mode: "approve".into(),
+        paused: true,
+    };
+    let store = &sys.ctx.store;
+    store
+        .set_tenant_mode(acme.id, &paused, "test", "review")
+        .await
+        .unwrap();
+    let mut commands = commands(&sys).await;
+    let e = failure("f1", "checkout", "payment_timeout");
+    assert_eq!(sys.post("/api/v1/events", &key, &e).await.0, 202);
+    let waiting = action(&sys, &key, "retry", "PENDING").await;
+    assert_eq!(waiting["waiting_for"], "approval", "{waiting}");
+    let id = waiting["id"].as_str().unwrap().to_owned();
+    let approve = format!("/api/v1/actions/{id}/approve");
+    assert_eq!(sys.post(&approve, &key, &json!({})).await.0, 200);
+    silent(&mut commands, "while paused").await;
+    let (_, still) = sys.get("/api/v1/actions?kind=retry", &key).await;
+    assert_eq!(still["items"][0]["status"], "PENDING", "{still}");
+
+    cli(
+        &sys.world,
+        &["resume", "--tenant", "acme", "--reason", "done"],
+    )
+    .await;
+    action(&sys, &key, "retry", "SCHEDULED").await;
+    fired(&mut commands, &id).await;
+    sys.stop().await;
+}
