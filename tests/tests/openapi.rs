@@ -17,6 +17,7 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/incidents/{id}/resolve"),
     ("get", "/api/v1/actions"),
     ("post", "/api/v1/actions/{id}/cancel"),
+    ("post", "/api/v1/actions/{id}/approve"),
     ("get", "/api/v1/mode"),
     ("put", "/api/v1/mode"),
     ("get", "/api/v1/breakers"),

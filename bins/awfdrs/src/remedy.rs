@@ -36,6 +36,14 @@ pub enum ActionsCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Approve a retry waiting for an operator's approval.
+    Approve {
+        /// The action's id.
+        id: Uuid,
+        /// Only if it is this tenant's (slug).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// `awfdrs mode`'s arguments.
@@ -134,6 +142,24 @@ pub async fn actions(config: Config, command: ActionsCommand) -> anyhow::Result<
                 Err(StoreError::NotFound) => anyhow::bail!("no action {id}"),
                 Err(StoreError::Conflict(why)) => {
                     anyhow::bail!("action {id} cannot be cancelled: {why}")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        ActionsCommand::Approve { id, tenant } => {
+            let scope = match tenant {
+                Some(slug) => Some(tenant_id(&store, &slug).await?),
+                None => None,
+            };
+            match store.approve_action(scope, id, &actor()).await {
+                Ok(a) => println!(
+                    "action {} approved by {}",
+                    a.id,
+                    a.approved_by.as_deref().unwrap_or("-")
+                ),
+                Err(StoreError::NotFound) => anyhow::bail!("no action {id}"),
+                Err(StoreError::Conflict(why)) => {
+                    anyhow::bail!("action {id} cannot be approved: {why}")
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -1,14 +1,17 @@
-//! The admission step before a retry, in its fixed order: the tenant's mode
-//! and pause, the vendor's breaker, the hard limits, the rate limits; then
-//! the delay its policy and any `Retry-After` give.
+//! The admission step before a retry, in its fixed order: the retry
+//! policy, the effective mode (the stricter of the tenant's and the error
+//! code's) and the pause, then the safety checks (the vendor's breaker, the
+//! hard limits, the rate limits) that a retry an operator approved, or one
+//! a pause held, passes later through the same function.
 
 use std::time::Duration;
 
 use awfdrs_domain::action::StoppedBy;
-use awfdrs_domain::decision::DecisionV1;
+use awfdrs_domain::decision::{DecisionV1, Severity};
 use awfdrs_guard::{Admission, Decision, LimitVerdict, RateKey};
+use awfdrs_rules::Mode;
 use awfdrs_runtime::Context;
-use awfdrs_store::{NewRetryAttempt, StoreError, TenantMode};
+use awfdrs_store::{NewRetryAttempt, StoreError, WaitingFor};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -17,9 +20,14 @@ use uuid::Uuid;
 pub(crate) enum Admitted {
     /// Go ahead at `due`.
     Retry { due: DateTime<Utc>, why: String },
-    /// Wait for an operator: the tenant's mode or pause says so.
-    Wait(String),
-    /// Recorded and never sent: the tenant is in shadow mode.
+    /// Wait for an operator (`for_what`): an approval, or the end of a
+    /// pause; it goes no earlier than `due`.
+    Wait {
+        due: DateTime<Utc>,
+        why: String,
+        for_what: WaitingFor,
+    },
+    /// Recorded and never sent: the effective mode is `shadow`.
     Shadow { due: DateTime<Utc>, why: String },
     /// Hold until the vendor's breaker lets retries through again; no
     /// attempt is spent.
@@ -37,14 +45,49 @@ pub(crate) enum AdmissionError {
     Guard(#[from] awfdrs_guard::GuardError),
 }
 
+/// The mode a retry is remediated in: the stricter of the tenant's and its
+/// error code's, where `approve` below the approval threshold (`severity`
+/// under `threshold`) goes ahead as `auto`.
+pub(crate) fn effective_mode(
+    tenant: Mode,
+    code: Option<Mode>,
+    severity: Severity,
+    threshold: Severity,
+) -> Mode {
+    let mode = code.map_or(tenant, |c| tenant.stricter(c));
+    if mode == Mode::Approve && severity < threshold {
+        Mode::Auto
+    } else {
+        mode
+    }
+}
+
 /// One retry to admit: `attempt` of the decision's incident, as action
-/// `action_id`, at `now`, `first_seen` being the incident's first failure.
+/// `action_id`, at `now`, `first_seen` being the incident's first failure;
+/// `mode` is its effective mode and `paused` whether its tenant's retries
+/// are paused.
 pub(crate) struct Candidate<'a> {
     pub decision: &'a DecisionV1,
-    pub mode: &'a TenantMode,
+    pub mode: Mode,
+    pub paused: bool,
     pub action_id: Uuid,
     pub attempt: u32,
     pub first_seen: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// A retry past its policy and its mode, for the safety checks: `attempt`
+/// of `incident_id` as action `action_id`, due at `due` for `why`.
+pub(crate) struct Cleared<'a> {
+    pub tenant_id: Uuid,
+    /// The tenant's slug.
+    pub tenant: &'a str,
+    pub incident_id: Uuid,
+    pub vendor: Option<&'a str>,
+    pub action_id: Uuid,
+    pub attempt: i32,
+    pub due: DateTime<Utc>,
+    pub why: String,
     pub now: DateTime<Utc>,
 }
 
@@ -95,26 +138,58 @@ pub(crate) async fn admit(ctx: &Context, c: &Candidate<'_>) -> Result<Admitted, 
         Duration::ZERO
     };
     let delay = delay.max(floor).min(policy.max_delay);
-    let mut due = c.now + chrono::Duration::from_std(delay).unwrap_or_default();
-    let mut why = format!("attempt {} by policy {policy_name}", c.attempt);
+    let due = c.now + chrono::Duration::from_std(delay).unwrap_or_default();
+    let why = format!("attempt {} by policy {policy_name}", c.attempt);
 
-    if c.mode.mode == "shadow" {
+    if c.mode == Mode::Shadow {
         return Ok(Admitted::Shadow {
             due,
             why: format!("shadow mode: would retry ({why})"),
         });
     }
-    if c.mode.paused {
-        return Ok(Admitted::Wait(
-            "automatic retries are paused for this tenant".to_owned(),
-        ));
+    if c.mode == Mode::Approve {
+        let also = if c.paused {
+            ", and for the pause to end"
+        } else {
+            ""
+        };
+        return Ok(Admitted::Wait {
+            due,
+            why: format!("waiting for an operator's approval{also} ({why})"),
+            for_what: WaitingFor::Approval,
+        });
     }
-    if c.mode.mode == "approve" {
-        return Ok(Admitted::Wait(
-            "waiting for an operator's approval".to_owned(),
-        ));
+    if c.paused {
+        return Ok(Admitted::Wait {
+            due,
+            why: format!("automatic retries are paused for this tenant ({why})"),
+            for_what: WaitingFor::Pause,
+        });
     }
-    if let Some(vendor) = &d.signature_inputs.vendor {
+    let cleared = Cleared {
+        tenant_id: d.tenant_id,
+        tenant: &d.tenant,
+        incident_id: d.incident_id,
+        vendor: d.signature_inputs.vendor.as_deref(),
+        action_id: c.action_id,
+        attempt: i32::try_from(c.attempt).unwrap_or(i32::MAX),
+        due,
+        why,
+        now: c.now,
+    };
+    safety_checks(ctx, cleared).await
+}
+
+/// The checks after the mode, in order: the vendor's breaker (open or
+/// half-open: a hold), the hard limits (reserved; over one: an
+/// escalation), then the tenant's and the vendor's rate limits (denied:
+/// paced later, never dropped).
+pub(crate) async fn safety_checks(
+    ctx: &Context,
+    c: Cleared<'_>,
+) -> Result<Admitted, AdmissionError> {
+    let rules = ctx.rules.current();
+    if let Some(vendor) = c.vendor {
         match ctx.breakers.check(vendor, awfdrs_guard::now()) {
             Admission::Allow => {}
             Admission::Deny { .. } => {
@@ -132,24 +207,28 @@ pub(crate) async fn admit(ctx: &Context, c: &Candidate<'_>) -> Result<Admitted, 
         }
     }
     let attempt = NewRetryAttempt {
-        tenant_id: d.tenant_id,
-        incident_id: d.incident_id,
+        tenant_id: c.tenant_id,
+        incident_id: c.incident_id,
         action_id: c.action_id,
-        attempt: i32::try_from(c.attempt).unwrap_or(i32::MAX),
+        attempt: c.attempt,
         workflow_run_id: None,
-        vendor: d.signature_inputs.vendor.clone(),
+        vendor: c.vendor.map(str::to_owned),
         attempted_at: c.now,
     };
     if let Some((why, stopped)) = over_hard_limit(ctx, &attempt).await? {
         return Ok(Admitted::Escalate(why, Some(stopped)));
     }
-    let mut keys = vec![(RateKey::Tenant(d.tenant.clone()), rules.tenant_rate_limit())];
-    if let Some(vendor) = &d.signature_inputs.vendor {
+    let mut keys = vec![(
+        RateKey::Tenant(c.tenant.to_owned()),
+        rules.tenant_rate_limit(),
+    )];
+    if let Some(vendor) = c.vendor {
         keys.push((
-            RateKey::Vendor(vendor.clone()),
+            RateKey::Vendor(vendor.to_owned()),
             rules.vendor(vendor).rate_limit,
         ));
     }
+    let (mut due, mut why) = (c.due, c.why);
     for (key, limit) in keys {
         if let Decision::Deny { retry_after } = ctx.rate_limits.check(&key, &limit).await? {
             // Paced, not dropped: due when the rate allows it.
@@ -186,4 +265,45 @@ pub(crate) async fn over_hard_limit(
         )),
         LimitVerdict::Within { .. } => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stricter_of_the_tenants_and_the_codes_mode_applies() {
+        let low = Severity::Low;
+        for (tenant, code, want) in [
+            (Mode::Auto, None, Mode::Auto),
+            (Mode::Auto, Some(Mode::Shadow), Mode::Shadow),
+            (Mode::Auto, Some(Mode::Off), Mode::Off),
+            (Mode::Off, Some(Mode::Auto), Mode::Off),
+            (Mode::Shadow, Some(Mode::Approve), Mode::Shadow),
+            (Mode::Approve, Some(Mode::Auto), Mode::Approve),
+            (Mode::Auto, Some(Mode::Approve), Mode::Approve),
+        ] {
+            assert_eq!(
+                effective_mode(tenant, code, low, low),
+                want,
+                "{tenant} {code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn approve_below_the_threshold_goes_ahead_as_auto() {
+        let m = effective_mode(Mode::Approve, None, Severity::Medium, Severity::High);
+        assert_eq!(m, Mode::Auto);
+        let m = effective_mode(Mode::Approve, None, Severity::High, Severity::High);
+        assert_eq!(m, Mode::Approve);
+        // The threshold concerns approval only.
+        let m = effective_mode(
+            Mode::Auto,
+            Some(Mode::Shadow),
+            Severity::Low,
+            Severity::High,
+        );
+        assert_eq!(m, Mode::Shadow);
+    }
 }

@@ -4,8 +4,9 @@ use awfdrs_bus::{Delivery, Handler, Outcome};
 use awfdrs_domain::action::{EscalationV1, StoppedBy};
 use awfdrs_domain::decision::{ActionKind, DecisionV1};
 use awfdrs_domain::{ActionStatus, action_id};
+use awfdrs_rules::Mode;
 use awfdrs_runtime::{Context, Relay, outcome_of, retry_transient};
-use awfdrs_store::{NewAction, NewOutbox, StoreError};
+use awfdrs_store::{NewAction, NewOutbox, StoreError, WaitingFor};
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
@@ -19,9 +20,10 @@ pub struct CoordinatorHandler {
     relay: Relay,
 }
 
-/// One planned action, and the escalation it announces.
+/// One planned action, what it waits for, and the escalation it announces.
 struct Plan {
     action: NewAction,
+    waiting: Option<WaitingFor>,
     escalation: Option<EscalationV1>,
 }
 
@@ -38,11 +40,20 @@ impl CoordinatorHandler {
         now: DateTime<Utc>,
     ) -> Result<Option<Plan>, AdmissionError> {
         let store = &self.ctx.store;
-        let mode = store.tenant_mode(d.tenant_id).await?;
-        if mode.mode == "off" {
+        let tenant = store.tenant_mode(d.tenant_id).await?;
+        let rules = self.ctx.rules.current();
+        let mode = admission::effective_mode(
+            // The table allows only the four names; anything else is taken
+            // as the strictest.
+            tenant.mode.parse().unwrap_or(Mode::Off),
+            rules.mode_for(&d.signature_inputs.error_code),
+            d.classification.severity,
+            rules.approve_min_severity(),
+        );
+        if mode == Mode::Off {
             return Ok(None);
         }
-        let shadow = mode.mode == "shadow";
+        let shadow = mode == Mode::Shadow;
         // A later decision about an incident whose retry is held, due or in
         // flight changes nothing: that retry answers it first.
         if store.retry_in_progress(d.tenant_id, d.incident_id).await? {
@@ -51,6 +62,7 @@ impl CoordinatorHandler {
         let attempt =
             u32::try_from(store.next_attempt(d.tenant_id, d.incident_id).await?).unwrap_or(1);
         let rec = &d.recommended_action;
+        let mut waiting = None;
         let (kind, status, attempt, due, reason, stopped) = match rec.action {
             ActionKind::None => (
                 ActionKind::None,
@@ -84,7 +96,8 @@ impl CoordinatorHandler {
                 };
                 let candidate = Candidate {
                     decision: d,
-                    mode: &mode,
+                    mode,
+                    paused: tenant.paused,
                     action_id: action_id(d.incident_id, ActionKind::Retry, attempt),
                     attempt,
                     first_seen,
@@ -107,14 +120,17 @@ impl CoordinatorHandler {
                         why,
                         None,
                     ),
-                    Admitted::Wait(why) => (
-                        ActionKind::Retry,
-                        ActionStatus::Pending,
-                        attempt,
-                        None,
-                        why,
-                        None,
-                    ),
+                    Admitted::Wait { due, why, for_what } => {
+                        waiting = Some(for_what);
+                        (
+                            ActionKind::Retry,
+                            ActionStatus::Pending,
+                            attempt,
+                            Some(due),
+                            why,
+                            None,
+                        )
+                    }
                     Admitted::Hold(why) => (
                         ActionKind::Hold,
                         ActionStatus::Pending,
@@ -166,7 +182,11 @@ impl CoordinatorHandler {
         };
         let escalation =
             (kind == ActionKind::Escalate && !shadow).then(|| escalation(d, &action, stopped, now));
-        Ok(Some(Plan { action, escalation }))
+        Ok(Some(Plan {
+            action,
+            waiting,
+            escalation,
+        }))
     }
 
     /// Records the plan, moves the incident to `ACTIONED` and announces an
@@ -178,6 +198,9 @@ impl CoordinatorHandler {
                 return Ok((false, None));
             }
             let a = &plan.action;
+            if let Some(what) = plan.waiting {
+                work.mark_waiting(a.tenant_id, a.id, what).await?;
+            }
             work.mark_actioned(
                 a.tenant_id,
                 a.incident_id,

@@ -15,13 +15,17 @@
 //! every `coordinator.hold_check_ms`) once their vendor's breaker lets
 //! retries through: half-open, at most its probe count at a time; closed,
 //! paced by the vendor's rate limit. The same task reports each released
-//! probe retry's outcome to its breaker ([`probes`]).
+//! probe retry's outcome to its breaker ([`probes`]). Retries waiting for
+//! an operator move on in another (`coordinator.approvals`, as often):
+//! approved ones, and those a pause held once it ends, through the same
+//! safety checks.
 //!
 //! An action's id is a UUIDv5 of (incident, kind, attempt) and a decision
 //! makes at most one, so a redelivery or a competing coordinator makes none
 //! twice.
 
 mod admission;
+mod approvals;
 mod gauges;
 mod handler;
 mod holds;
@@ -79,6 +83,13 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
     let (ctx, relay) = (ctx.clone(), harness.relay());
     harness.spawn(name, |stop| async move {
         holds::run(ctx, relay, health, stop).await;
+        Ok(())
+    });
+    let name = "coordinator.approvals";
+    let (ctx, relay) = (harness.ctx().clone(), harness.relay());
+    let health = ctx.health.task(name);
+    harness.spawn(name, |stop| async move {
+        approvals::run(ctx, relay, health, stop).await;
         Ok(())
     });
     Ok(())

@@ -96,6 +96,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(ops::resolve_incident))
         .routes(routes!(remedy::list_actions))
         .routes(routes!(remedy::cancel_action))
+        .routes(routes!(remedy::approve_action))
         .routes(routes!(remedy::get_mode, remedy::put_mode))
         .routes(routes!(ops::list_breakers))
         .routes(routes!(ops::reset_breaker))

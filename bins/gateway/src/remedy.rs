@@ -1,5 +1,5 @@
-//! The remediation API: actions (list, cancel) and the tenant's mode,
-//! scoped to the caller's tenant.
+//! The remediation API: actions (list, cancel, approve) and the tenant's
+//! mode, scoped to the caller's tenant.
 
 use awfdrs_domain::{ActionStatus, FieldError};
 use awfdrs_store::{ActionFilter, StoreError, TenantMode};
@@ -150,13 +150,63 @@ pub(crate) async fn cancel_action(
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => Problem::not_found("no such action"),
-                StoreError::Conflict(why) => Problem::conflict(why),
+                StoreError::Conflict(why) => action_conflict(why),
                 e => store_problem(e),
             })?;
         Ok::<_, Problem>(axum::Json(action))
     }
     .await;
     result.into_response()
+}
+
+/// Approves a retry waiting for an operator's approval: the coordinator
+/// then passes it through the safety checks and schedules it.
+#[utoipa::path(
+    post, path = "/api/v1/actions/{id}/approve", tag = "remediation",
+    params(("id" = Uuid, Path, description = "The action's id")),
+    responses(
+        (status = 200, description = "The action, still `PENDING`, with `approved_by` and `approved_at`; approving it again changes nothing", body = schema::Action),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 404, description = "No such action for the caller", content_type = "application/problem+json", body = schema::Problem),
+        (status = 409, description = "The action is not waiting for approval", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The database cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn approve_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = auth::caller(&state, &headers).await?;
+        let Path(id) = id.map_err(|e| Problem::bad_request(e.body_text()))?;
+        let id =
+            Uuid::parse_str(&id).map_err(|_| Problem::not_found(format!("no action {id:?}")))?;
+        let action = state
+            .ctx()
+            .store
+            .approve_action(caller.scope(), id, &operator(&caller))
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => Problem::not_found("no such action"),
+                StoreError::Conflict(why) => action_conflict(why),
+                e => store_problem(e),
+            })?;
+        Ok::<_, Problem>(axum::Json(action))
+    }
+    .await;
+    result.into_response()
+}
+
+/// A `409` for an action that cannot do what was asked in its state.
+fn action_conflict(why: String) -> Problem {
+    Problem::new(
+        axum::http::StatusCode::CONFLICT,
+        "action-conflict",
+        "The action cannot do that in its state",
+        why,
+    )
 }
 
 /// The actor an operator's change is recorded as.
@@ -227,12 +277,22 @@ pub(crate) async fn get_mode(State(state): State<AppState>, headers: HeaderMap) 
 pub(crate) async fn put_mode(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<axum::Json<ModeBody>, JsonRejection>,
+    body: Result<axum::Json<serde_json::Value>, JsonRejection>,
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
         let tenant = tenant_of(&caller)?;
         let axum::Json(body) = body.map_err(|e| Problem::bad_request(e.body_text()))?;
+        // An object only: serde would also read the struct from an array.
+        if !body.is_object() {
+            return Err(Problem::bad_request("the body must be a JSON object"));
+        }
+        let body: ModeBody = serde_json::from_value(body).map_err(|e| {
+            Problem::bad_request(format!(
+                "bad body: {}",
+                awfdrs_domain::printable(&e.to_string())
+            ))
+        })?;
         if !["auto", "approve", "shadow", "off"].contains(&body.mode.as_str()) {
             return Err(invalid("mode", "must be auto, approve, shadow or off"));
         }

@@ -28,7 +28,7 @@ pub use awfdrs_domain::{is_slug, normalize_code};
 pub use error::{RulesError, RulesErrors};
 pub use handle::{DEBOUNCE, RulesHandle, WatchError, spawn_watcher};
 pub use load::RuleSources;
-pub use schema::{Category, ErrorRule, NO_RETRY, OpenAfter, Severity};
+pub use schema::{Category, ErrorRule, Mode, NO_RETRY, OpenAfter, Severity};
 
 /// File name of the error-code rules.
 pub const ERROR_CODES_FILE: &str = "error_codes.yaml";
@@ -58,6 +58,7 @@ pub struct Rules {
     vendors: BTreeMap<String, VendorSettings>,
     tenant_rate_limit: RateLimit,
     hard_limits: HardLimits,
+    approve_min_severity: Severity,
 }
 
 impl Rules {
@@ -138,5 +139,19 @@ impl Rules {
     #[must_use]
     pub fn hard_limits(&self) -> HardLimits {
         self.hard_limits
+    }
+
+    /// The mode the rules set for `code` (its rule's, or the `default`
+    /// rule's), if any.
+    #[must_use]
+    pub fn mode_for(&self, code: &str) -> Option<Mode> {
+        self.error_code(code).mode
+    }
+
+    /// The lowest severity whose retries wait for approval in `approve`
+    /// mode (`error_codes.yaml` `approve_min_severity`, default `low`).
+    #[must_use]
+    pub fn approve_min_severity(&self) -> Severity {
+        self.approve_min_severity
     }
 }

@@ -145,6 +145,7 @@ fn assemble(
         })
         .collect();
     Rules {
+        approve_min_severity: codes.approve_min_severity.unwrap_or(crate::Severity::Low),
         codes: codes.codes.0,
         default_code: codes
             .default

@@ -47,6 +47,10 @@ pub struct ErrorRule {
     /// default the first failure opens one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_after: Option<OpenAfter>,
+    /// How this code's retries are remediated; the stricter of this and
+    /// the tenant's mode applies. Absent: the tenant's mode alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
 }
 
 impl ErrorRule {
@@ -61,7 +65,67 @@ impl ErrorRule {
             retry_policy: None,
             description: "unknown error code: not retried until a rule says it is safe".to_owned(),
             open_after: None,
+            mode: None,
         }
+    }
+}
+
+/// How a retry is remediated, from the least strict to the strictest:
+/// `auto` acts; `approve` waits for an operator's approval; `shadow`
+/// records the would-be action and sends nothing; `off` records the
+/// decision only.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Act.
+    #[default]
+    Auto,
+    /// Retries wait for an operator's approval.
+    Approve,
+    /// Would-be actions are recorded, marked as such; nothing is sent.
+    Shadow,
+    /// Decisions only.
+    Off,
+}
+
+impl Mode {
+    /// Every mode, least strict first.
+    pub const ALL: [Mode; 4] = [Mode::Auto, Mode::Approve, Mode::Shadow, Mode::Off];
+
+    /// The mode's name as written in rules, the API and the database.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Approve => "approve",
+            Mode::Shadow => "shadow",
+            Mode::Off => "off",
+        }
+    }
+
+    /// The stricter of `self` and `other` (`off` > `shadow` > `approve` > `auto`).
+    #[must_use]
+    pub fn stricter(self, other: Mode) -> Mode {
+        self.max(other)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| "must be auto, approve, shadow or off".to_owned())
     }
 }
 
@@ -115,6 +179,10 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ErrorCodesFile {
+    /// Retries of this severity or above wait for approval in `approve`
+    /// mode; below it they go ahead as in `auto`.
+    #[serde(default)]
+    pub approve_min_severity: Option<Severity>,
     #[serde(default)]
     pub default: Option<ErrorRule>,
     #[serde(default)]

@@ -7,7 +7,8 @@ use awfdrs_safety::{BreakerSettings, FieldProblem, RateLimit, RetryPolicy};
 
 use crate::error::RulesError;
 use crate::schema::{
-    Category, ErrorCodesFile, ErrorRule, NO_RETRY, RetryPoliciesFile, VendorConfigFile,
+    Category, ErrorCodesFile, ErrorRule, Mode, NO_RETRY, RetryPoliciesFile, Severity,
+    VendorConfigFile,
 };
 use crate::{ERROR_CODES_FILE, RETRY_POLICIES_FILE, VENDOR_CONFIG_FILE};
 use awfdrs_domain::{is_slug, normalize_code};
@@ -39,8 +40,10 @@ fn validate_codes(
     out: &mut Vec<RulesError>,
 ) {
     let err = |path: String, reason: String| RulesError::new(ERROR_CODES_FILE, path, reason);
+    let threshold = file.approve_min_severity.unwrap_or(Severity::Low);
     if let Some(rule) = &file.default {
         validate_rule("default", rule, policies, out);
+        validate_mode("default", rule, threshold, out);
     }
     for (code, rule) in &file.codes.0 {
         let path = format!("codes.{code}");
@@ -55,6 +58,32 @@ fn validate_codes(
             ));
         }
         validate_rule(&path, rule, policies, out);
+        validate_mode(&path, rule, threshold, out);
+    }
+}
+
+/// A rule's `mode: approve` must be able to make a retry wait: its
+/// severity must reach `approve_min_severity`.
+fn validate_mode(path: &str, rule: &ErrorRule, threshold: Severity, out: &mut Vec<RulesError>) {
+    if rule.mode == Some(Mode::Approve) && rule.severity < threshold {
+        out.push(RulesError::new(
+            ERROR_CODES_FILE,
+            format!("{path}.mode"),
+            format!(
+                "approve has no effect: severity {} is below approve_min_severity {}",
+                severity_name(rule.severity),
+                severity_name(threshold)
+            ),
+        ));
+    }
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
     }
 }
 

@@ -193,3 +193,64 @@ fn a_missing_file_is_reported_with_its_name() {
         "{err}"
     );
 }
+
+#[test]
+fn a_code_mode_and_the_approval_threshold_are_read() {
+    let codes = "
+approve_min_severity: high
+default:
+  severity: critical
+  category: permanent
+  retry_policy: none
+  mode: approve
+codes:
+  card_declined:
+    severity: low
+    category: permanent
+    retry_policy: none
+    mode: shadow
+";
+    let rules = load(codes, POLICIES, VENDORS).unwrap();
+    assert_eq!(
+        rules.mode_for("card_declined"),
+        Some(awfdrs_rules::Mode::Shadow)
+    );
+    assert_eq!(
+        rules.mode_for("unlisted"),
+        Some(awfdrs_rules::Mode::Approve)
+    );
+    assert_eq!(rules.approve_min_severity(), awfdrs_rules::Severity::High);
+    let plain = load(CODES, POLICIES, VENDORS).unwrap();
+    assert_eq!(plain.mode_for("card_declined"), None);
+    assert_eq!(plain.approve_min_severity(), awfdrs_rules::Severity::Low);
+}
+
+#[test]
+fn an_unknown_mode_is_rejected_naming_the_key() {
+    let codes = CODES.replace("retry_policy: none", "retry_policy: none\n    mode: manual");
+    let err = load(&codes, POLICIES, VENDORS).unwrap_err();
+    let e = &err.errors()[0];
+    assert_eq!(e.path, "codes.card_declined.mode");
+    assert!(e.reason.contains("unknown variant `manual`"), "{e}");
+}
+
+#[test]
+fn approve_below_the_approval_threshold_is_rejected_as_having_no_effect() {
+    let codes = format!(
+        "approve_min_severity: medium\n{}",
+        CODES.replace(
+            "retry_policy: none",
+            "retry_policy: none\n    mode: approve"
+        )
+    );
+    let err = load(&codes, POLICIES, VENDORS).unwrap_err();
+    assert_eq!(
+        lines(&err),
+        [
+            "error_codes.yaml: codes.card_declined.mode: approve has no effect: severity low is below approve_min_severity medium"
+        ]
+    );
+    let bad = "approve_min_severity: severe\n";
+    let err = load(bad, POLICIES, VENDORS).unwrap_err();
+    assert_eq!(err.errors()[0].path, "approve_min_severity");
+}

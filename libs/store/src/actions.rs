@@ -1,6 +1,5 @@
 //! Actions: recorded once per decision (and per incident, kind and
-//! attempt), with their timeline; the incident's move to `ACTIONED`; each
-//! tenant's remediation mode.
+//! attempt), with their timeline; the incident's move to `ACTIONED`.
 
 use awfdrs_domain::decision::ActionKind;
 use awfdrs_domain::{ActionStatus, IncidentStatus};
@@ -54,25 +53,13 @@ pub struct Action {
     pub reason: String,
     pub limit_key: Option<String>,
     pub vendor: Option<String>,
+    /// What a `PENDING` retry waits for: `approval`, `pause` or `hold`.
+    pub waiting_for: Option<String>,
+    /// The operator who approved it, and when.
+    pub approved_by: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-/// A tenant's remediation mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct TenantMode {
-    /// `auto`, `approve`, `shadow` or `off`.
-    pub mode: String,
-    pub paused: bool,
-}
-
-impl Default for TenantMode {
-    fn default() -> Self {
-        Self {
-            mode: "auto".to_owned(),
-            paused: false,
-        }
-    }
 }
 
 impl Work {
@@ -111,7 +98,9 @@ impl Work {
         .fetch_optional(self.conn())
         .await?;
         if recorded.is_none() {
-            return Ok(false);
+            // A retry released from its hold that already waits, approved or
+            // resumed, for that hold: it goes ahead instead.
+            return crate::approvals::resume_held(self, a, actor).await;
         }
         if a.status == ActionStatus::Scheduled && !a.shadow {
             // Wakes a sleeping scheduler when this retry is nearer than
@@ -236,52 +225,6 @@ impl Store {
         )
     }
 
-    /// The tenant's remediation mode (`auto`, not paused, unless set);
-    /// paused also while every tenant is.
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn tenant_mode(&self, tenant: Uuid) -> Result<TenantMode, StoreError> {
-        let mode: Option<TenantMode> = sqlx::query_as(
-            "SELECT coalesce(m.mode, 'auto') AS mode,
-                    coalesce(m.paused, false) OR coalesce(p.paused, false) AS paused
-             FROM (SELECT $1::uuid AS tenant_id) t
-             LEFT JOIN tenant_modes m ON m.tenant_id = t.tenant_id
-             LEFT JOIN remediation_pause p ON p.singleton",
-        )
-        .bind(tenant)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(mode.unwrap_or_default())
-    }
-
-    /// Sets the tenant's mode and pause, recording who and why.
-    ///
-    /// # Errors
-    /// On database failure, or a mode the table refuses.
-    pub async fn set_tenant_mode(
-        &self,
-        tenant: Uuid,
-        mode: &TenantMode,
-        by: &str,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tenant_modes (tenant_id, mode, paused, changed_by, reason)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (tenant_id) DO UPDATE SET mode = EXCLUDED.mode, paused = EXCLUDED.paused,
-                 changed_by = EXCLUDED.changed_by, reason = EXCLUDED.reason, changed_at = now()",
-        )
-        .bind(tenant)
-        .bind(&mode.mode)
-        .bind(mode.paused)
-        .bind(by)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
-        crate::operate::wake_schedulers(&self.pool).await
-    }
-
     /// The actions about `incident`, oldest first.
     ///
     /// # Errors
@@ -293,7 +236,8 @@ impl Store {
     ) -> Result<Vec<Action>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, tenant_id, incident_id, decision_id, kind, status, attempt, shadow, due_at,
-                    reason, limit_key, vendor, created_at, updated_at
+                    reason, limit_key, vendor, waiting_for, approved_by, approved_at,
+                    created_at, updated_at
              FROM actions WHERE incident_id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
              ORDER BY created_at, id",
         )

@@ -34,10 +34,12 @@ pub struct HeldRetry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Which holds a tenant's mode lets go: `auto` and not paused.
+/// Which holds a tenant's mode lets go: `auto` (or approved by an
+/// operator) and not paused.
 const RELEASABLE: &str =
     "a.kind = 'hold' AND a.status = $1 AND NOT a.shadow AND a.vendor IS NOT NULL
-     AND coalesce(m.mode, 'auto') = 'auto' AND NOT coalesce(m.paused, false)";
+     AND (coalesce(m.mode, 'auto') = 'auto' OR a.approved_by IS NOT NULL)
+     AND NOT coalesce(m.paused, false)";
 
 impl Store {
     /// The vendors that have held retries waiting for release, by name.
@@ -71,7 +73,10 @@ impl Store {
                     a.correlation_id, d.body AS decision, a.created_at
              FROM actions a
              JOIN tenants t ON t.id = a.tenant_id
-             LEFT JOIN decisions d ON d.id = a.decision_id
+             LEFT JOIN decisions d ON d.id = coalesce(a.decision_id,
+                 (SELECT r.decision_id FROM actions r
+                  WHERE r.incident_id = a.incident_id AND r.kind = 'retry'
+                    AND r.attempt = a.attempt))
              LEFT JOIN tenant_modes m ON m.tenant_id = a.tenant_id
              WHERE {RELEASABLE} AND a.vendor = $2
              ORDER BY a.created_at, a.id
@@ -127,6 +132,18 @@ impl Work {
         .bind(reason)
         .execute(self.conn())
         .await?;
+        if to != ActionStatus::Succeeded {
+            // An approved or resumed retry that waited for this hold ends with it.
+            crate::approvals::cancel_waiting_on_hold(
+                self.conn(),
+                hold.tenant_id,
+                hold.incident_id,
+                hold.attempt,
+                actor,
+                reason,
+            )
+            .await?;
+        }
         Ok(true)
     }
 }

@@ -7,6 +7,7 @@
 
 mod actions;
 mod analysis;
+mod approvals;
 mod arbiter;
 #[cfg(feature = "bench")]
 mod bench;
@@ -17,6 +18,7 @@ mod error;
 mod holds;
 mod incidents;
 mod ingest;
+mod modes;
 mod operate;
 mod outbox;
 mod probes;
@@ -32,8 +34,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
-pub use actions::{Action, NewAction, RETRIES_CHANNEL, TenantMode};
+pub use actions::{Action, NewAction, RETRIES_CHANNEL};
 pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
+pub use approvals::{WaitingFor, WaitingRetry};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally, PastIncidentSeed, PastKind};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
@@ -42,6 +45,7 @@ pub use error::{DbFailure, StoreError};
 pub use holds::HeldRetry;
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
+pub use modes::TenantMode;
 pub use operate::ActionFilter;
 pub use outbox::OutboxRow;
 pub use safety::{

@@ -21,9 +21,9 @@ pub struct ActionFilter {
     pub limit: i64,
 }
 
-const ACTION_COLUMNS: &str =
+pub(crate) const ACTION_COLUMNS: &str =
     "id, tenant_id, incident_id, decision_id, kind, status, attempt, shadow,
-    due_at, reason, limit_key, vendor, created_at, updated_at";
+    due_at, reason, limit_key, vendor, waiting_for, approved_by, approved_at, created_at, updated_at";
 
 impl Store {
     /// Actions, newest first.

@@ -29,6 +29,7 @@ mod harness;
 mod keys;
 mod limits;
 mod raw;
+mod remedy;
 mod run;
 mod table;
 

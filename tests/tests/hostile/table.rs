@@ -12,6 +12,7 @@ use crate::case::{
 };
 use crate::keys::{breakers_scoped, rotate_and_revoke, webhook_401_uniform};
 use crate::limits::{cancelled_requests, oversized_invalid};
+use crate::remedy::remediation_refused;
 
 /// An incidents cursor whose timestamp is one PostgreSQL cannot hold.
 fn out_of_range_cursor() -> String {
@@ -85,6 +86,8 @@ pub(crate) fn cases() -> Vec<Case> {
         case("webhook_401_says_nothing_of_secrets", Input::Scenario(|h| Box::pin(webhook_401_uniform(h))), Scenario),
         case("rotate_and_revoke_key", Input::Scenario(|h| Box::pin(rotate_and_revoke(h))), Scenario),
         case("breakers_scoped_to_tenant", Input::Scenario(|h| Box::pin(breakers_scoped(h))), Scenario),
+        // The remediation routes: path ids, list filters and the mode's body.
+        case("remediation_routes_refuse_hostile_input", Input::Scenario(|h| Box::pin(remediation_refused(h))), Scenario),
         // Plain good traffic, which must keep working in between.
         case("http_good_event", post(ev("http_good_event")), Status(202)),
         case("nats_good_event", nats(ev("nats_good_event")), Settled),

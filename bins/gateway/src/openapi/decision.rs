@@ -173,6 +173,13 @@ pub(crate) struct Action {
     /// The setting that turned a retry into an escalation.
     limit_key: Option<String>,
     vendor: Option<String>,
+    /// What a `PENDING` retry waits for: `approval` (an operator's
+    /// approval, and the end of any pause), `pause` or `hold` (its hold's
+    /// release); `null` otherwise.
+    waiting_for: Option<String>,
+    /// The operator who approved it (`operator:<tenant slug>`).
+    approved_by: Option<String>,
+    approved_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }

@@ -58,6 +58,7 @@ pub fn rule(
         retry_policy: policy.map(str::to_owned),
         description: description.to_owned(),
         open_after: None,
+        mode: None,
     }
 }
 
