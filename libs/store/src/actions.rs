@@ -56,6 +56,11 @@ pub struct Action {
     pub vendor: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A retry's delivery to its workflow's HTTP callback: `status`,
+    /// `tries`, `last_status_code`, `last_error`, `delivered_at`,
+    /// `next_try_at`; `null` when it has none.
+    #[sqlx(default)]
+    pub callback: Option<serde_json::Value>,
 }
 
 /// A tenant's remediation mode.
@@ -291,12 +296,14 @@ impl Store {
         tenant: Option<Uuid>,
         incident: Uuid,
     ) -> Result<Vec<Action>, StoreError> {
-        Ok(sqlx::query_as(
+        let sql = format!(
             "SELECT id, tenant_id, incident_id, decision_id, kind, status, attempt, shadow, due_at,
-                    reason, limit_key, vendor, created_at, updated_at
+                    reason, limit_key, vendor, created_at, updated_at, {}
              FROM actions WHERE incident_id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
              ORDER BY created_at, id",
-        )
+            crate::callbacks::CALLBACK_COLUMN
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(incident)
         .bind(tenant)
         .fetch_all(&self.pool)

@@ -10,6 +10,7 @@ mod analysis;
 mod arbiter;
 #[cfg(feature = "bench")]
 mod bench;
+mod callbacks;
 mod dead_letters;
 mod decisions;
 mod detect;
@@ -34,6 +35,7 @@ pub use actions::{Action, NewAction, RETRIES_CHANNEL, TenantMode};
 pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally, PastIncidentSeed, PastKind};
+pub use callbacks::{Callback, CallbackTry, DueDelivery, TryOutcome};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 pub use error::{DbFailure, StoreError};

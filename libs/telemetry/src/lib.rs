@@ -13,7 +13,7 @@ pub use health::{Health, TaskHealth, TaskState};
 
 pub use metrics::{
     BreakerTransitionLabels, BucketLabels, ConsumerLabels, ConsumerOutcomeLabels, HardLimitLabels,
-    HttpLabels, KvWatchOpen, Metrics, RateLimitLabels, RejectLabels, SourceLabels,
+    HttpLabels, KvWatchOpen, Metrics, OutcomeLabels, RateLimitLabels, RejectLabels, SourceLabels,
 };
 
 use awfdrs_config::LogFormat;
