@@ -112,12 +112,7 @@ fn is_public_v6(a: Ipv6Addr) -> bool {
     let s = a.segments();
     // NAT64 (64:ff9b::/96) and the deprecated IPv4-compatible form (::a.b.c.d).
     if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0; 4]) || s[..6] == [0; 6] {
-        let v4 = Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        );
+        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return !a.is_unspecified() && !a.is_loopback() && is_public_v4(v4);
     }
     !(a.is_unspecified()

@@ -304,10 +304,10 @@ impl Store {
             crate::callbacks::CALLBACK_COLUMN
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(incident)
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?)
+            .bind(incident)
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 

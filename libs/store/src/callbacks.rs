@@ -111,14 +111,13 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub async fn remove_callback(&self, tenant: Uuid, workflow: &str) -> Result<bool, StoreError> {
-        let removed = sqlx::query(
-            "DELETE FROM workflow_callbacks WHERE tenant_id = $1 AND workflow_id = $2",
-        )
-        .bind(tenant)
-        .bind(workflow)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let removed =
+            sqlx::query("DELETE FROM workflow_callbacks WHERE tenant_id = $1 AND workflow_id = $2")
+                .bind(tenant)
+                .bind(workflow)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
         Ok(removed > 0)
     }
 

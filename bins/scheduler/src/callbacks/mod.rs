@@ -87,8 +87,8 @@ pub(crate) async fn run(
     health: TaskHealth,
     stop: CancellationToken,
 ) {
-    let lease = Duration::from_millis(ctx.config.scheduler.callback_timeout_ms)
-        + Duration::from_secs(30);
+    let lease =
+        Duration::from_millis(ctx.config.scheduler.callback_timeout_ms) + Duration::from_secs(30);
     while !stop.is_cancelled() {
         let wait = match ctx.store.claim_callback_deliveries(BATCH, lease).await {
             Ok(due) if !due.is_empty() => {
@@ -350,7 +350,12 @@ mod tests {
             assert!(last.error.unwrap().contains("gave up after 3 tries"));
         }
         let redirect = judge(&Answer::Status(301, None), 1, 3, false, "m", at());
-        assert!(redirect.error.unwrap().contains("redirects are not followed"));
+        assert!(
+            redirect
+                .error
+                .unwrap()
+                .contains("redirects are not followed")
+        );
     }
 
     #[test]
