@@ -37,17 +37,20 @@ impl Received {
     }
 }
 
+/// An answer a receiver gives: status and `Retry-After`.
+type Answer = (u16, Option<&'static str>);
+
 /// A local callback receiver: answers from a script (then 200) and records
 /// every request.
 #[derive(Debug, Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
-    script: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<Vec<Answer>>>,
     url: String,
 }
 
 impl Receiver {
-    async fn start(script: &[(u16, Option<&'static str>)]) -> Self {
+    async fn start(script: &[Answer]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let r = Receiver {
@@ -485,6 +488,58 @@ async fn private_addresses_are_refused_unless_allowed() {
     let (_, key) = allowed.tenant("acme").await;
     register(&allowed, &key, "checkout", "http://127.0.0.1:9000/hook").await;
     allowed.stop().await;
+}
+
+#[tokio::test]
+async fn a_private_address_is_refused_again_at_delivery() {
+    // A URL that passed at registration but whose host now resolves to a
+    // loopback address (the registration is written straight to the store,
+    // as a name rebound after its check would be) is not connected to.
+    let (sys, rules) = start(&[
+        ("AWFDRS__NOTIFICATIONS__ALLOW_PRIVATE_TARGETS", "false"),
+        ("AWFDRS__SCHEDULER__CALLBACK_MAX_TRIES", "1"),
+    ])
+    .await;
+    let (tenant, key) = sys.tenant("acme").await;
+    let receiver = Receiver::start(&[]).await;
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    sys.ctx
+        .store
+        .set_callback(
+            tenant.id,
+            "checkout",
+            &by_name,
+            &awfdrs_domain::webhook::new_secret(),
+        )
+        .await
+        .unwrap();
+    let (status, _) = sys
+        .post(
+            "/api/v1/events",
+            &key,
+            &failure("order-3-charge-1", "checkout", "payment_timeout"),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (state, error): (String, Option<String>) =
+        eventually(WAIT, "the delivery given up", || async {
+            sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT status, last_error FROM callback_deliveries WHERE status <> 'PENDING'",
+            )
+            .fetch_optional(sys.ctx.store.pool())
+            .await
+            .unwrap()
+        })
+        .await;
+    assert_eq!(state, "FAILED");
+    let error = error.unwrap_or_default();
+    assert!(error.contains("not allowed"), "{error}");
+    assert!(error.contains("gave up after 1 try"), "{error}");
+    assert!(receiver.got().is_empty(), "nothing reached the receiver");
+    let (_, list) = sys.get("/api/v1/actions?kind=retry", &key).await;
+    assert_eq!(list["items"][0]["callback"]["status"], "FAILED");
+    sys.stop().await;
+    let _ = std::fs::remove_dir_all(rules);
 }
 
 #[tokio::test]

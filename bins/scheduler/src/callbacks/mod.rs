@@ -229,7 +229,10 @@ fn judge(
     };
     let error = error.map(|e| {
         let e = if outcome == TryOutcome::Failed && !removed {
-            format!("{e} (gave up after {tries} tries)")
+            format!(
+                "{e} (gave up after {tries} {})",
+                if tries == 1 { "try" } else { "tries" }
+            )
         } else {
             e
         };
