@@ -175,7 +175,8 @@ impl Store {
         .await?)
     }
 
-    /// Records try `delivery.tries` of `delivery` and what follows from it.
+    /// Records try `delivery.tries` of `delivery` (made to `url`; empty
+    /// when there was none to make) and what follows from it.
     /// Returns false when the try is no longer this scheduler's (its lease
     /// ran out and another took the delivery), and then records nothing.
     ///
@@ -197,7 +198,8 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE callback_deliveries
              SET status = $3, next_try_at = coalesce($4, next_try_at), delivered_at = $5,
-                 last_status_code = $6, last_error = $7, url = $8, updated_at = now()
+                 last_status_code = $6, last_error = $7, url = coalesce(NULLIF($8, ''), url),
+                 updated_at = now()
              WHERE id = $1 AND tries = $2 AND status = 'PENDING'",
         )
         .bind(delivery.id)
