@@ -82,6 +82,11 @@ impl World {
         env.insert("AWFDRS__CONSUMER__NAK_BASE_MS".into(), "50".into());
         env.insert("AWFDRS__CONSUMER__NAK_MAX_MS".into(), "500".into());
         env.insert("AWFDRS__OUTBOX__SWEEP_MS".into(), "100".into());
+        // Callback receivers of the tests listen on loopback.
+        env.insert(
+            "AWFDRS__NOTIFICATIONS__ALLOW_PRIVATE_TARGETS".into(),
+            "true".into(),
+        );
         env.insert(
             "AWFDRS__RULES__DIR".into(),
             concat!(env!("CARGO_MANIFEST_DIR"), "/../config/rules").into(),

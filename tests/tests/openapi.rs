@@ -20,6 +20,8 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/actions/{id}/approve"),
     ("get", "/api/v1/mode"),
     ("put", "/api/v1/mode"),
+    ("put", "/api/v1/workflows/{workflow_id}/callback"),
+    ("delete", "/api/v1/workflows/{workflow_id}/callback"),
     ("get", "/api/v1/breakers"),
     ("post", "/api/v1/breakers/{vendor}/reset"),
     ("get", "/metrics"),
@@ -69,6 +71,7 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
 fn target(path: &str) -> String {
     path.replace("{id}", &uuid::Uuid::new_v4().to_string())
         .replace("{vendor}", "stripe")
+        .replace("{workflow_id}", "checkout")
 }
 
 async fn send(sys: &System, method: &str, path: &str, key: Option<&str>) -> (u16, Value) {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::admin::AdminCommand;
 use crate::bench::BenchArgs;
 use crate::breakers::BreakersCommand;
+use crate::callbacks::CallbacksCommand;
 use crate::demo::DemoArgs;
 use crate::dlq::DlqCommand;
 use crate::events::EventsCommand;
@@ -68,6 +69,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ActionsCommand,
     },
+    /// Register or remove a workflow's HTTP callback for retry commands.
+    Callbacks {
+        #[command(subcommand)]
+        command: CallbacksCommand,
+    },
     /// Print or set a tenant's remediation mode (auto, approve, shadow, off).
     Mode(ModeArgs),
     /// Pause automatic retries (of a tenant, or of every tenant).
@@ -109,6 +115,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Incidents { command } => crate::incidents::run(load(file, None)?, command).await,
         Command::Dlq { command } => crate::dlq::run(load(file, None)?, command).await,
         Command::Actions { command } => crate::remedy::actions(load(file, None)?, command).await,
+        Command::Callbacks { command } => crate::callbacks::run(load(file, None)?, command).await,
         Command::Mode(args) => crate::remedy::mode(load(file, None)?, args).await,
         Command::Pause(args) => crate::remedy::pause(load(file, None)?, args, true).await,
         Command::Resume(args) => crate::remedy::pause(load(file, None)?, args, false).await,
@@ -171,6 +178,9 @@ mod tests {
             "actions",
             "actions list",
             "actions cancel",
+            "callbacks",
+            "callbacks set",
+            "callbacks remove",
             "mode",
             "pause",
             "resume",
@@ -211,6 +221,8 @@ mod tests {
             "incidents explain --tenant acme --wait 0",
             "actions list --tenant acme --status SCHEDULED --json",
             "actions cancel 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --reason duplicate",
+            "callbacks set checkout https://hooks.example.com/retry --tenant acme",
+            "callbacks remove checkout --tenant acme",
             "mode --tenant acme",
             "mode --tenant acme shadow",
             "pause --reason incident-review",

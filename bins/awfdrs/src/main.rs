@@ -4,6 +4,7 @@
 mod admin;
 mod bench;
 mod breakers;
+mod callbacks;
 mod cli;
 mod connect;
 mod demo;

@@ -12,6 +12,7 @@
 //! sit idle; every error answer is an RFC 9457 problem.
 
 mod auth;
+mod callbacks;
 mod ingest;
 mod openapi;
 mod ops;
@@ -98,6 +99,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(remedy::cancel_action))
         .routes(routes!(remedy::approve_action))
         .routes(routes!(remedy::get_mode, remedy::put_mode))
+        .routes(routes!(callbacks::put_callback, callbacks::delete_callback))
         .routes(routes!(ops::list_breakers))
         .routes(routes!(ops::reset_breaker))
         .routes(routes!(openapi::serve))
@@ -215,6 +217,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/actions" => "/api/v1/actions",
         "/api/v1/actions/{id}/cancel" => "/api/v1/actions/{id}/cancel",
         "/api/v1/mode" => "/api/v1/mode",
+        "/api/v1/workflows/{workflow_id}/callback" => "/api/v1/workflows/{workflow_id}/callback",
         "/api/v1/breakers" => "/api/v1/breakers",
         "/api/v1/breakers/{vendor}/reset" => "/api/v1/breakers/{vendor}/reset",
         "/api/v1/openapi.json" => "/api/v1/openapi.json",

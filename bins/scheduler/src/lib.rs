@@ -15,15 +15,22 @@
 //! Between rounds it sleeps until the nearest due retry, woken early when
 //! the coordinator schedules a nearer one (PostgreSQL `LISTEN`), never
 //! longer than `scheduler.max_sleep_ms`.
+//!
+//! A retry whose workflow has an HTTP callback also gets a delivery row in
+//! the firing transaction; the [`callbacks`] task POSTs it there, signed,
+//! with backoff, and records every try.
 
 mod breakers;
+mod callbacks;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use awfdrs_domain::RetryCommandV1;
 use awfdrs_runtime::{Context, Harness, Relay, retry_transient};
 use awfdrs_store::{NewOutbox, StoreError};
 use chrono::Utc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -36,18 +43,27 @@ const BUSY_PAUSE: Duration = Duration::from_millis(50);
 /// Pause after a failed round (the database is down, say).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
-/// Starts the scheduler's loop in `harness`, publishing through the
-/// harness's outbox relay.
+/// Starts the scheduler's loop and its callback deliveries in `harness`,
+/// publishing through the harness's outbox relay.
 ///
 /// # Errors
-/// Never at start; the loop reports its own trouble.
+/// When the callbacks' HTTP client cannot be built; the loops report their
+/// own trouble.
 #[allow(clippy::unused_async)]
 pub async fn start(harness: &Harness) -> anyhow::Result<()> {
     let ctx = harness.ctx().clone();
     let relay = harness.relay();
+    let queued = Arc::new(Notify::new());
+    let client = callbacks::client(&ctx)?;
+    let health = ctx.health.task("scheduler.callbacks");
+    let (c, wake) = (ctx.clone(), queued.clone());
+    harness.spawn("scheduler.callbacks", |stop| async move {
+        callbacks::run(c, client, wake, health, stop).await;
+        Ok(())
+    });
     let health = ctx.health.task("scheduler.loop");
     harness.spawn("scheduler.loop", |stop| async move {
-        run(ctx, relay, health, stop).await;
+        run(ctx, relay, queued, health, stop).await;
         Ok(())
     });
     Ok(())
@@ -56,6 +72,7 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
 async fn run(
     ctx: Context,
     relay: Relay,
+    queued: Arc<Notify>,
     health: awfdrs_telemetry::TaskHealth,
     stop: CancellationToken,
 ) {
@@ -68,7 +85,7 @@ async fn run(
                 Err(e) => warn!(error = %e, "cannot listen for scheduled retries; polling"),
             }
         }
-        let fired = fire_due(&ctx, &relay).await;
+        let fired = fire_due(&ctx, &relay, &queued).await;
         let wait = match &fired {
             Ok(n) if *n as i64 >= ctx.config.scheduler.batch_size => Duration::ZERO,
             Ok(n) => {
@@ -113,9 +130,10 @@ async fn run(
     info!("scheduler stopped");
 }
 
-/// One round: fires every retry due now (at most `scheduler.batch_size`);
-/// returns how many.
-async fn fire_due(ctx: &Context, relay: &Relay) -> Result<usize, StoreError> {
+/// One round: fires every retry due now (at most `scheduler.batch_size`),
+/// queueing the callback deliveries of those whose workflow has one (and
+/// waking the delivery task); returns how many it fired.
+async fn fire_due(ctx: &Context, relay: &Relay, queued: &Notify) -> Result<usize, StoreError> {
     let once = || async {
         let now = Utc::now();
         let mut work = ctx.store.begin_work().await?;
@@ -124,6 +142,7 @@ async fn fire_due(ctx: &Context, relay: &Relay) -> Result<usize, StoreError> {
             .await?;
         let mut commands = Vec::with_capacity(due.len());
         let mut fired = Vec::with_capacity(due.len());
+        let mut callbacks = 0usize;
         for r in &due {
             match breakers::at_fire(ctx, r, now).await {
                 Ok(breakers::AtFire::Fire) => {}
@@ -163,17 +182,33 @@ async fn fire_due(ctx: &Context, relay: &Relay) -> Result<usize, StoreError> {
                 &format!("retry command {} published", command.msg_id()),
             )
             .await?;
+            let payload = serde_json::to_value(&command).unwrap_or_default();
+            // The callback gets the bytes the relay publishes.
+            callbacks += usize::from(
+                work.queue_callback(
+                    r.tenant_id,
+                    r.id,
+                    r.attempt,
+                    &r.workflow_id,
+                    &command.msg_id(),
+                    &payload.to_string(),
+                )
+                .await?,
+            );
             commands.push(NewOutbox {
                 tenant_id: r.tenant_id,
                 subject: ctx.bus.ns().retry_command(&r.tenant, &r.workflow_id),
                 msg_id: command.msg_id(),
-                payload: serde_json::to_value(&command).unwrap_or_default(),
+                payload,
                 correlation_id: Some(r.correlation_id.clone()),
             });
         }
         let n = commands.len();
         work.outbox(commands).await?;
         let committed = work.commit().await?;
+        if callbacks > 0 {
+            queued.notify_one();
+        }
         for r in fired {
             let late = (now - r.due_at).num_milliseconds().max(0) as f64 / 1000.0;
             ctx.metrics.scheduler_lateness_seconds.observe(late);

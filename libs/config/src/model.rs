@@ -18,6 +18,7 @@ pub struct Config {
     pub analyzer: AnalyzerConfig,
     pub coordinator: CoordinatorConfig,
     pub scheduler: SchedulerConfig,
+    pub notifications: NotificationsConfig,
     pub outbox: OutboxConfig,
     pub consumer: ConsumerConfig,
     pub telemetry: TelemetryConfig,
@@ -140,6 +141,19 @@ pub struct SchedulerConfig {
     /// The longest the scheduler sleeps without looking (it is woken early
     /// when a nearer retry is scheduled).
     pub max_sleep_ms: u64,
+    /// How long one POST to a workflow's callback may take.
+    pub callback_timeout_ms: u64,
+    /// Tries of a callback delivery before it is recorded `FAILED`.
+    pub callback_max_tries: u32,
+}
+
+/// Outbound deliveries to tenants' URLs (workflow callbacks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Whether a target may resolve to a loopback, private or link-local
+    /// address (local runs and tests; never in production).
+    pub allow_private_targets: bool,
 }
 
 /// The outbox relay every worker with an outbox runs.
@@ -372,6 +386,16 @@ impl Config {
             self.scheduler.max_sleep_ms >= 10,
             "scheduler.max_sleep_ms",
             "must be at least 10",
+        );
+        check(
+            (100..=300_000).contains(&self.scheduler.callback_timeout_ms),
+            "scheduler.callback_timeout_ms",
+            "must be between 100 and 300000",
+        );
+        check(
+            (1..=100).contains(&self.scheduler.callback_max_tries),
+            "scheduler.callback_max_tries",
+            "must be between 1 and 100",
         );
         check(
             (1..=1000).contains(&self.coordinator.batch_size),

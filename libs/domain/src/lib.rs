@@ -20,6 +20,7 @@ pub mod incident;
 pub mod messages;
 pub mod signature;
 pub mod slug;
+pub mod target;
 pub mod text;
 pub mod webhook;
 

@@ -18,6 +18,7 @@ mod harness;
 mod ops;
 mod relay;
 mod signals;
+pub mod targets;
 mod transactions;
 
 pub use context::{Context, redact};

@@ -60,6 +60,11 @@ pub struct Action {
     pub approved_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A retry's delivery to its workflow's HTTP callback: `status`,
+    /// `tries`, `last_status_code`, `last_error`, `delivered_at`,
+    /// `next_try_at`; `null` when it has none.
+    #[sqlx(default)]
+    pub callback: Option<serde_json::Value>,
 }
 
 impl Work {
@@ -234,17 +239,19 @@ impl Store {
         tenant: Option<Uuid>,
         incident: Uuid,
     ) -> Result<Vec<Action>, StoreError> {
-        Ok(sqlx::query_as(
+        let sql = format!(
             "SELECT id, tenant_id, incident_id, decision_id, kind, status, attempt, shadow, due_at,
                     reason, limit_key, vendor, waiting_for, approved_by, approved_at,
-                    created_at, updated_at
+                    created_at, updated_at, {}
              FROM actions WHERE incident_id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)
              ORDER BY created_at, id",
-        )
-        .bind(incident)
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await?)
+            crate::callbacks::CALLBACK_COLUMN
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(incident)
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?)
     }
 }
 

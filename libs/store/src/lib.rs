@@ -11,6 +11,7 @@ mod approvals;
 mod arbiter;
 #[cfg(feature = "bench")]
 mod bench;
+mod callbacks;
 mod dead_letters;
 mod decisions;
 mod detect;
@@ -39,6 +40,7 @@ pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RU
 pub use approvals::{WaitingFor, WaitingRetry};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally, PastIncidentSeed, PastKind};
+pub use callbacks::{Callback, CallbackTry, DueDelivery, TryOutcome};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 pub use error::{DbFailure, StoreError};

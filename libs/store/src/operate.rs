@@ -5,6 +5,7 @@ use awfdrs_domain::ActionStatus;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::callbacks::CALLBACK_COLUMN;
 use crate::states::StateColumn;
 use crate::{Action, Page, Store, StoreError};
 
@@ -33,7 +34,7 @@ impl Store {
     pub async fn list_actions(&self, f: &ActionFilter) -> Result<Page<Action>, StoreError> {
         let limit = f.limit.clamp(1, 500);
         let sql = format!(
-            "SELECT {ACTION_COLUMNS} FROM actions
+            "SELECT {ACTION_COLUMNS}, {CALLBACK_COLUMN} FROM actions
              WHERE ($1::uuid IS NULL OR tenant_id = $1)
                AND ($2::uuid IS NULL OR incident_id = $2)
                AND ($3::text IS NULL OR status = $3)
@@ -108,7 +109,7 @@ impl Store {
         .bind(reason)
         .execute(&mut *tx)
         .await?;
-        let sql = format!("SELECT {ACTION_COLUMNS} FROM actions WHERE id = $1");
+        let sql = format!("SELECT {ACTION_COLUMNS}, {CALLBACK_COLUMN} FROM actions WHERE id = $1");
         let action: Action = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_one(&mut *tx)

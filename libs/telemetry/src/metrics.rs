@@ -62,6 +62,13 @@ pub struct RateLimitLabels {
     pub outcome: &'static str,
 }
 
+/// What became of one try of a callback delivery: `delivered`, `retried`
+/// or `failed`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
 /// A hard retry limit, by its config key name.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HardLimitLabels {
@@ -117,6 +124,10 @@ pub struct Metrics {
     pub scheduler_lateness_seconds: Histogram,
     pub rate_limit_decisions: Family<RateLimitLabels, Counter>,
     pub hard_limits_exceeded: Family<HardLimitLabels, Counter>,
+    /// Tries of callback deliveries, by outcome.
+    pub callback_deliveries: Family<OutcomeLabels, Counter>,
+    /// How long each callback POST took, answered or not.
+    pub callback_seconds: Histogram,
     /// Actions by kind and status, as the database holds them (the
     /// coordinator counts them).
     pub actions: Family<ActionLabels, Gauge>,
@@ -194,6 +205,8 @@ impl Metrics {
             hard_limits_exceeded: Family::default(),
             actions: Family::default(),
             held_retries: Family::default(),
+            callback_deliveries: Family::default(),
+            callback_seconds: latency(),
             registry: Registry::default(),
         };
         registry.register(
@@ -320,6 +333,16 @@ impl Metrics {
             "held_retries",
             "Retries held while their vendor's breaker is open, by vendor",
             m.held_retries.clone(),
+        );
+        registry.register(
+            "callback_deliveries",
+            "Tries of retry-command deliveries to workflow callbacks, by outcome (delivered, retried, failed)",
+            m.callback_deliveries.clone(),
+        );
+        registry.register(
+            "callback_seconds",
+            "Time each POST to a workflow callback took",
+            m.callback_seconds.clone(),
         );
         Self { registry, ..m }
     }

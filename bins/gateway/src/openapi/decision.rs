@@ -182,4 +182,23 @@ pub(crate) struct Action {
     approved_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// A retry's delivery to its workflow's HTTP callback; `null` when it
+    /// has none.
+    callback: Option<CallbackOutcome>,
+}
+
+/// How a retry command's delivery to its workflow's callback went.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CallbackOutcome {
+    /// `PENDING`, `DELIVERED` or `FAILED`.
+    status: String,
+    /// Tries made so far.
+    tries: i32,
+    /// The last answer's HTTP status, if there was an answer.
+    last_status_code: Option<i32>,
+    /// Why the last try did not deliver.
+    last_error: Option<String>,
+    delivered_at: Option<DateTime<Utc>>,
+    /// When it is tried next, while `PENDING`.
+    next_try_at: Option<DateTime<Utc>>,
 }
