@@ -33,7 +33,9 @@ use sqlx::{ConnectOptions, PgPool};
 pub use actions::{Action, NewAction, RETRIES_CHANNEL, TenantMode};
 pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
 #[cfg(feature = "bench")]
-pub use bench::{BareRow, BenchDatabase, BenchTally, PastIncidentSeed, PastKind};
+pub use bench::{
+    BareRow, BenchActionTimes, BenchDatabase, BenchTally, PastIncidentSeed, PastKind, SeedIncidents,
+};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 pub use error::{DbFailure, StoreError};
