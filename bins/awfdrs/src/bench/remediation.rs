@@ -178,29 +178,55 @@ impl Bench {
             .store
             .create_tenant(&slug, &awfdrs_domain::new_api_key())
             .await?;
-        // Written due a day from now, analyzed, then moved to start shortly
-        // after the schedule commits, so no retry is due while it is written.
+        // Written due a day from now and vacuumed; once the schedulers run
+        // (and listen), moved to start shortly after the move commits, which
+        // wakes them: no retry is due while it is written.
         let seeding = tokio::time::Instant::now();
         let far = Utc::now() + chrono::Duration::days(1);
         seed::scheduled(&ctx.store, tenant.id, a.scheduled, far, a.due_over).await?;
         ctx.store.bench_vacuum().await?;
-        let lead = Duration::from_secs(2) + Duration::from_micros(10 * a.scheduled);
-        let start = Utc::now() + chrono::Duration::from_std(lead)?;
-        ctx.store.bench_shift_due(tenant.id, start - far).await?;
-        let lead = start - Utc::now();
         let seeding = seeding.elapsed();
-        ctx.store.pool().close().await;
 
         let producer = self.producer(mode).await?;
         let watcher = Watcher::start(&producer, &slug).await?;
         let shutdown = CancellationToken::new();
         let mut workers = Vec::new();
+        let mut health = Vec::new();
         for _ in 0..a.schedulers {
             let ctx = Context::connect(config.clone()).await?;
+            health.push(ctx.health.clone());
             let harness = Harness::start(ctx, shutdown.clone())?;
             awfdrs_scheduler::start(&harness).await?;
             workers.push(tokio::spawn(harness.run()));
         }
+        // A scheduler reports its loop healthy after its first round, which
+        // it starts listening before.
+        let since = tokio::time::Instant::now();
+        watch::wait_for(
+            a.schedulers as u64,
+            since,
+            STALLED,
+            "schedulers running",
+            || {
+                let running = health
+                    .iter()
+                    .filter(|h| {
+                        matches!(
+                            h.snapshot().get("scheduler.loop"),
+                            Some(awfdrs_telemetry::TaskState::Ok)
+                        )
+                    })
+                    .count() as u64;
+                async move { Ok(running) }
+            },
+        )
+        .await?;
+        let lead = Duration::from_secs(1) + Duration::from_micros(10 * a.scheduled);
+        let start = Utc::now() + chrono::Duration::from_std(lead)?;
+        ctx.store.bench_shift_due(tenant.id, start - far).await?;
+        let lead = start - Utc::now();
+        ctx.store.pool().close().await;
+
         let probe = Store::connect(self.db.url(), 1, Duration::from_secs(5)).await?;
         let last_due = tokio::time::Instant::now() + lead.to_std().unwrap_or_default() + a.due_over;
         let n = a.scheduled;

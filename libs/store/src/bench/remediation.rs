@@ -143,24 +143,32 @@ impl Store {
     }
 
     /// Moves every scheduled retry of the tenant `by` later (earlier when
-    /// negative), in one statement.
+    /// negative) and, on the commit, wakes the schedulers as the
+    /// coordinator does when it schedules a retry (`NOTIFY` on
+    /// [`RETRIES_CHANNEL`](crate::RETRIES_CHANNEL)).
     ///
     /// # Errors
-    /// On database failure.
+    /// On database failure; nothing moves then.
     pub async fn bench_shift_due(
         &self,
         tenant: Uuid,
         by: chrono::Duration,
     ) -> Result<u64, StoreError> {
         let micros = by.num_microseconds().unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE actions SET due_at = due_at + $2 * interval '1 microsecond'
              WHERE tenant_id = $1 AND status = 'SCHEDULED'",
         )
         .bind(tenant)
         .bind(micros)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(crate::RETRIES_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(done.rows_affected())
     }
 

@@ -98,8 +98,8 @@ pub(in crate::bench) fn scheduler(
     println!();
     println!("{label}");
     println!(
-        "  seeded     {} incidents, each with its first retry SCHEDULED (written, vacuumed and \
-         moved in {:.1} s); the first due {:.2} s after the schedule committed",
+        "  seeded     {} incidents, each with its first retry SCHEDULED (written and vacuumed \
+         in {:.1} s); the first due {:.2} s after the schedule committed",
         count(f.scheduled),
         f.seeding.as_secs_f64(),
         f.lead.num_milliseconds() as f64 / 1000.0
