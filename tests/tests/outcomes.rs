@@ -311,6 +311,19 @@ async fn probe_retries_whose_workflows_recover_close_the_breaker() {
     )
     .await;
     assert_eq!(succeeded, 2);
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "SELECT reason FROM actions WHERE kind = 'retry' AND status = 'SUCCEEDED'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for r in reasons {
+        assert!(
+            r.starts_with("the workflow recovered after the retry, ")
+                && r.ends_with(" s after the first failure"),
+            "{r}"
+        );
+    }
     sys.stop().await;
     let _ = std::fs::remove_dir_all(rules);
 }
