@@ -17,6 +17,7 @@ mod dead_letters;
 mod harness;
 mod ops;
 mod relay;
+pub mod rounds;
 mod signals;
 pub mod targets;
 mod transactions;
