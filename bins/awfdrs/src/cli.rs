@@ -177,6 +177,7 @@ mod tests {
             "incidents explain",
             "actions",
             "actions list",
+            "actions approve",
             "actions cancel",
             "callbacks",
             "callbacks set",

@@ -33,7 +33,10 @@ fn the_shipped_rules_load_and_validate() {
         assert!(rules.known_error_code(code).is_some(), "{code} is missing");
     }
     let vendors: Vec<&str> = rules.vendors().map(|(v, _)| v).collect();
-    assert_eq!(vendors, ["adyen", "paypal", "sendgrid", "stripe", "twilio"]);
+    assert_eq!(
+        vendors,
+        ["adyen", "paypal", "sandbox", "sendgrid", "stripe", "twilio"]
+    );
 }
 
 #[test]
