@@ -312,7 +312,7 @@ async fn probe_retries_whose_workflows_recover_close_the_breaker() {
     .unwrap();
     for r in reasons {
         assert!(
-            r.starts_with("the workflow recovered after the retry, ")
+            r.contains("; the workflow recovered after the retry, ")
                 && r.ends_with(" s after the first failure"),
             "{r}"
         );

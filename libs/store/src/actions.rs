@@ -258,8 +258,8 @@ impl Store {
 /// Closes the actions of incidents that just resolved: anything still
 /// waiting (`PENDING`, `SCHEDULED`) is cancelled, and when the workflow
 /// `recovered` (successes resolved it) a fired retry (`EXECUTING`)
-/// succeeded, its reason saying how long after the incident's first failure
-/// the workflow recovered. Each change gets its timeline entry by `actor`. Shadow
+/// succeeded, its reason gaining how long after the incident's first
+/// failure the workflow recovered. Each change gets its timeline entry by `actor`. Shadow
 /// actions stay as recorded.
 pub(crate) async fn close_for_resolved(
     tx: &mut sqlx::PgConnection,
@@ -283,7 +283,7 @@ pub(crate) async fn close_for_resolved(
          ), changed AS (
              UPDATE actions a
              SET status = CASE WHEN a.status = $2 THEN $4 ELSE $5 END,
-                 reason = CASE WHEN a.status = $2 THEN old.recovery ELSE a.reason END,
+                 reason = CASE WHEN a.status = $2 THEN a.reason || '; ' || old.recovery ELSE a.reason END,
                  updated_at = now()
              FROM old
              WHERE a.id = old.id
