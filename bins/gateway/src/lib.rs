@@ -13,6 +13,7 @@
 
 mod auth;
 mod callbacks;
+mod channels;
 mod ingest;
 mod openapi;
 mod ops;
@@ -100,6 +101,8 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(remedy::approve_action))
         .routes(routes!(remedy::get_mode, remedy::put_mode))
         .routes(routes!(callbacks::put_callback, callbacks::delete_callback))
+        .routes(routes!(channels::add_channel, channels::list_channels))
+        .routes(routes!(channels::remove_channel))
         .routes(routes!(ops::list_breakers))
         .routes(routes!(ops::reset_breaker))
         .routes(routes!(openapi::serve))
@@ -218,6 +221,8 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/actions/{id}/cancel" => "/api/v1/actions/{id}/cancel",
         "/api/v1/mode" => "/api/v1/mode",
         "/api/v1/workflows/{workflow_id}/callback" => "/api/v1/workflows/{workflow_id}/callback",
+        "/api/v1/channels" => "/api/v1/channels",
+        "/api/v1/channels/{id}" => "/api/v1/channels/{id}",
         "/api/v1/breakers" => "/api/v1/breakers",
         "/api/v1/breakers/{vendor}/reset" => "/api/v1/breakers/{vendor}/reset",
         "/api/v1/openapi.json" => "/api/v1/openapi.json",

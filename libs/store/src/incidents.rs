@@ -71,6 +71,8 @@ pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: Incident,
     pub timeline: Vec<Transition>,
+    /// Its notifications to the tenant's channels.
+    pub notifications: Vec<crate::NotificationSummary>,
 }
 
 /// Filters of an incident list. `tenant` None means every tenant (admin).
@@ -143,7 +145,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let timeline = timeline.into_iter().map(Transition::from).collect();
-        Ok(IncidentDetail { incident, timeline })
+        let notifications = self.incident_notifications(incident.tenant_id, id).await?;
+        Ok(IncidentDetail {
+            incident,
+            timeline,
+            notifications,
+        })
     }
 
     /// The number of events persisted for a tenant (tests, benchmarks).

@@ -12,6 +12,7 @@ mod arbiter;
 #[cfg(feature = "bench")]
 mod bench;
 mod callbacks;
+mod channels;
 mod dead_letters;
 mod decisions;
 mod detect;
@@ -20,6 +21,7 @@ mod holds;
 mod incidents;
 mod ingest;
 mod modes;
+mod notifications;
 mod operate;
 mod outbox;
 mod probes;
@@ -41,6 +43,7 @@ pub use approvals::{WaitingFor, WaitingRetry};
 #[cfg(feature = "bench")]
 pub use bench::{BareRow, BenchDatabase, BenchTally, PastIncidentSeed, PastKind};
 pub use callbacks::{Callback, CallbackTry, DueDelivery, TryOutcome};
+pub use channels::{Channel, NewChannel};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 pub use error::{DbFailure, StoreError};
@@ -48,6 +51,9 @@ pub use holds::HeldRetry;
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
 pub use modes::TenantMode;
+pub use notifications::{
+    DueNotification, NewNotification, NotificationSummary, NotificationTry, notification_id,
+};
 pub use operate::ActionFilter;
 pub use outbox::OutboxRow;
 pub use safety::{
