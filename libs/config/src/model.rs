@@ -147,13 +147,21 @@ pub struct SchedulerConfig {
     pub callback_max_tries: u32,
 }
 
-/// Outbound deliveries to tenants' URLs (workflow callbacks).
+/// Outbound deliveries to tenants' URLs (workflow callbacks) and the
+/// notifier's channels.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsConfig {
     /// Whether a target may resolve to a loopback, private or link-local
     /// address (local runs and tests; never in production).
     pub allow_private_targets: bool,
+    /// Escalations per fetch, and how long to wait for a batch to fill.
+    pub batch_size: usize,
+    pub linger_ms: u64,
+    /// How long one POST to a channel may take.
+    pub timeout_ms: u64,
+    /// Tries of a notification before it is recorded `FAILED`.
+    pub max_tries: u32,
 }
 
 /// The outbox relay every worker with an outbox runs.
@@ -391,6 +399,21 @@ impl Config {
             (100..=300_000).contains(&self.scheduler.callback_timeout_ms),
             "scheduler.callback_timeout_ms",
             "must be between 100 and 300000",
+        );
+        check(
+            (1..=10_000).contains(&self.notifications.batch_size),
+            "notifications.batch_size",
+            "must be between 1 and 10000",
+        );
+        check(
+            (100..=300_000).contains(&self.notifications.timeout_ms),
+            "notifications.timeout_ms",
+            "must be between 100 and 300000",
+        );
+        check(
+            (1..=100).contains(&self.notifications.max_tries),
+            "notifications.max_tries",
+            "must be between 1 and 100",
         );
         check(
             (1..=100).contains(&self.scheduler.callback_max_tries),
