@@ -172,7 +172,7 @@ async fn a_vendor_outage_across_a_thousand_runs_holds_then_paces_the_retries() {
     };
 
     // The outage: every run fails.
-    for t in 0..TENANTS {
+    for key in &keys {
         let batch: Vec<Value> = (0..RUNS / TENANTS)
             .map(|i| {
                 outcome(
@@ -185,11 +185,7 @@ async fn a_vendor_outage_across_a_thousand_runs_holds_then_paces_the_retries() {
             .collect();
         for chunk in batch.chunks(250) {
             let (status, body) = sys
-                .post(
-                    "/api/v1/events/batch",
-                    &keys[t],
-                    &Value::from(chunk.to_vec()),
-                )
+                .post("/api/v1/events/batch", key, &Value::from(chunk.to_vec()))
                 .await;
             assert_eq!(status, 200, "{body}");
         }
@@ -305,9 +301,9 @@ async fn a_vendor_outage_across_a_thousand_runs_holds_then_paces_the_retries() {
         (Arc::strong_count(&sys) == 1).then_some(())
     })
     .await;
-    let sys = Arc::try_unwrap(sys)
-        .ok()
-        .expect("the engine let go of the system");
+    let Ok(sys) = Arc::try_unwrap(sys) else {
+        panic!("the engine still holds the system");
+    };
     sys.stop().await;
     let _ = std::fs::remove_dir_all(rules);
 }
