@@ -185,6 +185,7 @@ mod tests {
             "actions",
             "actions list",
             "actions cancel",
+            "actions approve",
             "callbacks",
             "callbacks set",
             "callbacks remove",
@@ -267,7 +268,7 @@ mod tests {
     #[test]
     fn a_wrong_worker_or_a_missing_reason_is_refused() {
         for line in [
-            "worker notifier",
+            "worker mailer",
             "breakers open stripe",
             "tenants create",
             "incidents show not-an-id",
