@@ -2,7 +2,7 @@
 //! crate), channels and rows.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use awfdrs_tests::{System, eventually};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -17,6 +17,7 @@ pub(crate) const WAIT: Duration = Duration::from_secs(90);
 pub(crate) struct Received {
     pub(crate) headers: HeaderMap,
     pub(crate) body: Vec<u8>,
+    pub(crate) at: Instant,
 }
 
 impl Received {
@@ -62,6 +63,7 @@ impl Receiver {
                     state.got.lock().unwrap().push(Received {
                         headers,
                         body: body.to_vec(),
+                        at: Instant::now(),
                     });
                     let (status, after) = state.script.lock().unwrap().pop().unwrap_or((200, None));
                     let mut headers = HeaderMap::new();
