@@ -8,7 +8,8 @@
 //! * `pagerduty`: an Events API v2 body, `routing_key`, `event_action`
 //!   `trigger`, `dedup_key` = the incident id, and `payload` with
 //!   `summary`, `source`, `severity` (`critical`, `error`, `warning`,
-//!   `info`) and `custom_details`.
+//!   `info`) and `custom_details`; for `incident.resolved`, `event_action`
+//!   `resolve` with the same `dedup_key` and no payload.
 
 use awfdrs_domain::decision::{DecisionV1, Severity};
 use awfdrs_store::{Channel, Incident};
@@ -65,6 +66,11 @@ fn root_cause(d: &DecisionV1) -> String {
     line.trim().to_owned()
 }
 
+/// Whether `f` tells of a resolution.
+fn resolved(f: &Facts<'_>) -> bool {
+    f.kind == "incident.resolved"
+}
+
 /// The one-line summary of the incident.
 fn summary(f: &Facts<'_>) -> String {
     let i = f.incident;
@@ -74,9 +80,10 @@ fn summary(f: &Facts<'_>) -> String {
         .map(|v| format!(" ({v})"))
         .unwrap_or_default();
     format!(
-        "[{}] {} escalated: workflow {} failed with {}{vendor}: {}",
+        "[{}] {} {}: workflow {} failed with {}{vendor}: {}",
         severity_name(f.decision.classification.severity),
         i.id,
+        if resolved(f) { "resolved" } else { "escalated" },
         i.workflow_id,
         i.error_code,
         root_cause(f.decision),
@@ -101,7 +108,7 @@ fn slack(f: &Facts<'_>) -> Value {
     json!({
         "text": summary(f),
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": format!("Incident escalated: {}", i.workflow_id)}},
+            {"type": "header", "text": {"type": "plain_text", "text": format!("Incident {}: {}", if resolved(f) { "resolved" } else { "escalated" }, i.workflow_id)}},
             {"type": "section", "fields": [
                 field("Incident", &i.id.to_string()),
                 field("Severity", severity_name(d.classification.severity)),
@@ -109,7 +116,7 @@ fn slack(f: &Facts<'_>) -> Value {
                 field("Vendor", i.vendor.as_deref().unwrap_or("none")),
             ]},
             {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Root cause:* {}", root_cause(d))}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Recommendation:* {} — {}", d.recommended_action.action.as_str(), f.reason)}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": if resolved(f) { format!("*Resolved:* {}", f.reason) } else { format!("*Recommendation:* {} — {}", d.recommended_action.action.as_str(), f.reason) }}},
             {"type": "context", "elements": [
                 {"type": "mrkdwn", "text": format!("Level {} · `GET /api/v1/incidents/{}`", f.level, i.id)},
             ]},
@@ -120,6 +127,13 @@ fn slack(f: &Facts<'_>) -> Value {
 fn pagerduty(routing_key: &str, f: &Facts<'_>) -> Value {
     let i = f.incident;
     let d = f.decision;
+    if resolved(f) {
+        return json!({
+            "routing_key": routing_key,
+            "event_action": "resolve",
+            "dedup_key": i.id.to_string(),
+        });
+    }
     let summary: String = summary(f).chars().take(MAX_SUMMARY).collect();
     json!({
         "routing_key": routing_key,

@@ -15,10 +15,14 @@
 //! the same on every try) with the channel's secret, backing off and
 //! honouring `Retry-After`, until delivered or `notifications.max_tries`,
 //! recording every try.
+//!
+//! When an escalated incident resolves, the `notifier.resolutions` task
+//! ([`resolutions`]) tells every channel that was told of it, once.
 
 pub mod bodies;
 mod delivery;
 mod handler;
+mod resolutions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +63,13 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         awfdrs_bus::consumer::run(bus, spec, handler, sink, metrics, health, stop)
             .await
             .map_err(anyhow::Error::from)
+    });
+    let name = "notifier.resolutions";
+    let health = ctx.health.task(name);
+    let (resolved, wake) = (ctx.clone(), queued.clone());
+    harness.spawn(name, |stop| async move {
+        resolutions::run(resolved, wake, health, stop).await;
+        Ok(())
     });
     let name = "notifier.deliveries";
     let health = ctx.health.task(name);

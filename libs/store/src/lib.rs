@@ -52,7 +52,8 @@ pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
 pub use modes::TenantMode;
 pub use notifications::{
-    DueNotification, NewNotification, NotificationSummary, NotificationTry, notification_id,
+    DueNotification, NewNotification, NotificationSummary, NotificationTry, ResolvedToNotify,
+    notification_id,
 };
 pub use operate::ActionFilter;
 pub use outbox::OutboxRow;

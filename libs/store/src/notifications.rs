@@ -76,6 +76,16 @@ pub struct NotificationTry {
     pub outcome: TryOutcome,
 }
 
+/// A channel told of an incident's escalation that has resolved since,
+/// and has not been told so.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ResolvedToNotify {
+    pub tenant_id: Uuid,
+    pub incident_id: Uuid,
+    pub channel_id: Uuid,
+    pub level: i32,
+}
+
 /// A notification as the incident view shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct NotificationSummary {
@@ -223,6 +233,36 @@ impl Store {
             "SELECT min(next_try_at) FROM notifications WHERE status = 'PENDING'",
         )
         .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Up to `limit` channels that were told of an incident's escalation
+    /// (delivered) whose incident is resolved now, and that have no
+    /// `incident.resolved` notification of it yet; removed channels are
+    /// left out.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn resolved_to_notify(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<ResolvedToNotify>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT n.tenant_id, n.incident_id, n.channel_id, n.level
+             FROM notifications n
+             JOIN incidents i ON i.id = n.incident_id
+             JOIN channels c ON c.id = n.channel_id
+             WHERE n.type = 'incident.escalated' AND n.status = 'DELIVERED'
+               AND i.status = 'RESOLVED' AND c.deleted_at IS NULL
+               AND NOT EXISTS (
+                   SELECT 1 FROM notifications r
+                   WHERE r.incident_id = n.incident_id AND r.channel_id = n.channel_id
+                     AND r.level = n.level AND r.type = 'incident.resolved')
+             ORDER BY i.resolved_at, n.incident_id, c.position
+             LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
         .await?)
     }
 

@@ -1,34 +1,17 @@
-//! Deliveries: one per channel, in its kind's body, signed; tried again
-//! with the same `webhook-id`; filtered by `min_severity`; never twice for
-//! a redelivered escalation.
+//! Deliveries: one per channel, in its kind's body, signed; filtered by
+//! `min_severity`; never twice for a redelivered escalation; resolutions
+//! told to the channels told of the escalation.
 
 use std::time::Duration;
 
 use awfdrs_bus::Outgoing;
-use awfdrs_tests::{System, eventually, failure};
+use awfdrs_tests::{System, eventually};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{Receiver, WAIT, add_channel, channel, notifications, settled, verify};
-
-/// Posts a failure of `workflow` with `code` and returns its incident id.
-async fn fail(sys: &System, key: &str, run: &str, workflow: &str, code: &str) -> Uuid {
-    let (status, body) = sys
-        .post("/api/v1/events", key, &failure(run, workflow, code))
-        .await;
-    assert_eq!(status, 202, "{body}");
-    let pool = sys.ctx.store.pool().clone();
-    eventually(WAIT, "the incident opened", || async {
-        sqlx::query_scalar("SELECT id FROM incidents WHERE workflow_id = $1")
-            .bind(workflow)
-            .fetch_optional(&pool)
-            .await
-            .unwrap()
-    })
-    .await
-}
+use crate::support::{Receiver, WAIT, add_channel, channel, fail, notifications, settled, verify};
 
 #[tokio::test]
 async fn a_permanent_error_notifies_each_channel_once_in_its_kinds_body() {
@@ -153,179 +136,6 @@ async fn a_permanent_error_notifies_each_channel_once_in_its_kinds_body() {
 }
 
 #[tokio::test]
-async fn a_receiver_answering_500_then_200_gets_the_same_webhook_id_twice_and_no_third() {
-    let sys = System::start_all(&[]).await;
-    let (_, key) = sys.tenant("acme").await;
-    let receiver = Receiver::start(&[(500, None)]).await;
-    let (id, secret) = add_channel(&sys, &key, channel("ops", "webhook", &receiver.url)).await;
-    fail(&sys, &key, "order-1", "checkout", "invalid_api_key").await;
-    let rows = settled(&sys, id, "DELIVERED").await;
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].1, 2, "delivered at the second try");
-    let got = receiver.got();
-    assert_eq!(got.len(), 2);
-    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
-    assert_eq!(got[0].header("webhook-id"), rows[0].2);
-    assert_eq!(got[0].body, got[1].body, "the same body");
-    for r in &got {
-        verify(&secret, r).expect("every try signed");
-    }
-    let tries: Vec<(i32, Option<i32>, String, Option<i32>)> = sqlx::query_as(
-        "SELECT t.try, t.status_code, t.outcome, t.latency_ms FROM notification_tries t
-         JOIN notifications n ON n.id = t.notification_id WHERE n.channel_id = $1 ORDER BY t.try",
-    )
-    .bind(id)
-    .fetch_all(sys.ctx.store.pool())
-    .await
-    .unwrap();
-    assert_eq!(tries.len(), 2, "{tries:?}");
-    assert_eq!(
-        (tries[0].0, tries[0].1, tries[0].2.as_str()),
-        (1, Some(500), "retried")
-    );
-    assert_eq!(
-        (tries[1].0, tries[1].1, tries[1].2.as_str()),
-        (2, Some(200), "delivered")
-    );
-    assert!(tries.iter().all(|t| t.3.is_some()), "latency recorded");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(receiver.got().len(), 2, "no third time");
-    sys.stop().await;
-}
-
-#[tokio::test]
-async fn a_receiver_that_keeps_failing_is_given_up_after_max_tries() {
-    let sys = System::start_all(&[("AWFDRS__NOTIFICATIONS__MAX_TRIES", "2")]).await;
-    let (_, key) = sys.tenant("acme").await;
-    let receiver = Receiver::start(&[(503, Some("1")), (503, None), (503, None)]).await;
-    let (id, _) = add_channel(&sys, &key, channel("ops", "webhook", &receiver.url)).await;
-    fail(&sys, &key, "order-1", "checkout", "invalid_api_key").await;
-    let rows = settled(&sys, id, "FAILED").await;
-    assert_eq!(rows[0].1, 2);
-    let got = receiver.got();
-    assert_eq!(got.len(), 2);
-    let error: String =
-        sqlx::query_scalar("SELECT last_error FROM notifications WHERE channel_id = $1")
-            .bind(id)
-            .fetch_one(sys.ctx.store.pool())
-            .await
-            .unwrap();
-    assert!(
-        error.contains("HTTP 503") && error.contains("gave up after 2 tries"),
-        "{error}"
-    );
-    sys.stop().await;
-}
-
-#[tokio::test]
-async fn retry_after_is_honoured() {
-    let sys = System::start_all(&[]).await;
-    let (_, key) = sys.tenant("acme").await;
-    let receiver = Receiver::start(&[(429, Some("3"))]).await;
-    let (id, _) = add_channel(&sys, &key, channel("ops", "webhook", &receiver.url)).await;
-    fail(&sys, &key, "order-1", "checkout", "invalid_api_key").await;
-    settled(&sys, id, "DELIVERED").await;
-    let got = receiver.got();
-    assert_eq!(got.len(), 2);
-    let waited = got[1].at - got[0].at;
-    assert!(
-        waited >= Duration::from_millis(2_900),
-        "tried again after {waited:?}"
-    );
-    assert_eq!(got[0].header("webhook-id"), got[1].header("webhook-id"));
-    sys.stop().await;
-}
-
-#[tokio::test]
-async fn a_channel_at_a_private_address_is_refused_at_delivery_unless_allowed() {
-    let sys = System::start_all(&[
-        ("AWFDRS__NOTIFICATIONS__ALLOW_PRIVATE_TARGETS", "false"),
-        ("AWFDRS__NOTIFICATIONS__MAX_TRIES", "1"),
-    ])
-    .await;
-    let (tenant, key) = sys.tenant("acme").await;
-    let receiver = Receiver::start(&[]).await;
-    // Written past the API's check, as a name that later resolves to a
-    // private address would be.
-    let c = sys
-        .ctx
-        .store
-        .add_channel(&awfdrs_store::NewChannel {
-            tenant_id: tenant.id,
-            name: "inside",
-            kind: "webhook",
-            url: &receiver.url,
-            secret: &awfdrs_domain::webhook::new_secret(),
-            min_severity: "low",
-            routing_key: None,
-        })
-        .await
-        .unwrap();
-    fail(&sys, &key, "order-1", "checkout", "invalid_api_key").await;
-    settled(&sys, c.id, "FAILED").await;
-    let error: String =
-        sqlx::query_scalar("SELECT last_error FROM notifications WHERE channel_id = $1")
-            .bind(c.id)
-            .fetch_one(sys.ctx.store.pool())
-            .await
-            .unwrap();
-    assert!(error.contains("not allowed"), "{error}");
-    assert!(
-        receiver.got().is_empty(),
-        "nothing reached the private address"
-    );
-    sys.stop().await;
-}
-
-#[tokio::test]
-async fn a_removed_channel_gets_nothing_more() {
-    let sys = System::start_all(&[]).await;
-    let (tenant, key) = sys.tenant("acme").await;
-    let (kept, gone) = (Receiver::start(&[]).await, Receiver::start(&[]).await);
-    let (kept_id, _) = add_channel(&sys, &key, channel("kept", "webhook", &kept.url)).await;
-    let (gone_id, _) = add_channel(&sys, &key, channel("gone", "webhook", &gone.url)).await;
-    assert!(
-        sys.ctx
-            .store
-            .remove_channel(tenant.id, gone_id)
-            .await
-            .unwrap()
-    );
-    fail(&sys, &key, "order-1", "checkout", "invalid_api_key").await;
-    settled(&sys, kept_id, "DELIVERED").await;
-    assert!(notifications(&sys, gone_id).await.is_empty());
-    assert!(gone.got().is_empty());
-
-    // Removed between two tries: the next one is given up, not sent.
-    let busy = Receiver::start(&[(503, Some("2"))]).await;
-    let (busy_id, _) = add_channel(&sys, &key, channel("busy", "webhook", &busy.url)).await;
-    fail(&sys, &key, "order-2", "billing", "invalid_api_key").await;
-    busy.wait_for(1).await;
-    eventually(WAIT, "the first try recorded", || async {
-        let rows = notifications(&sys, busy_id).await;
-        (rows.len() == 1 && rows[0].1 == 1 && rows[0].0 == "PENDING").then_some(())
-    })
-    .await;
-    assert!(
-        sys.ctx
-            .store
-            .remove_channel(tenant.id, busy_id)
-            .await
-            .unwrap()
-    );
-    settled(&sys, busy_id, "FAILED").await;
-    let error: String =
-        sqlx::query_scalar("SELECT last_error FROM notifications WHERE channel_id = $1")
-            .bind(busy_id)
-            .fetch_one(sys.ctx.store.pool())
-            .await
-            .unwrap();
-    assert!(error.contains("removed"), "{error}");
-    assert_eq!(busy.got().len(), 1, "nothing after the removal");
-    sys.stop().await;
-}
-
-#[tokio::test]
 async fn min_severity_keeps_a_channel_quiet_below_it() {
     let sys = System::start_all(&[]).await;
     let (_, key) = sys.tenant("acme").await;
@@ -408,5 +218,91 @@ async fn a_redelivered_escalation_makes_no_second_notification() {
     assert_eq!(rows[0].0, "DELIVERED");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(receiver.got().len(), 1, "delivered once");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_resolved_incident_is_told_to_every_channel_told_of_its_escalation_once() {
+    let sys = System::start_all(&[]).await;
+    let (_, key) = sys.tenant("acme").await;
+    let (webhook, pager, quiet) = (
+        Receiver::start(&[]).await,
+        Receiver::start(&[]).await,
+        Receiver::start(&[]).await,
+    );
+    let (w_id, w_secret) = add_channel(&sys, &key, channel("ops", "webhook", &webhook.url)).await;
+    let mut pd = channel("pager", "pagerduty", &pager.url);
+    pd["routing_key"] = json!("R0UT1NGKEY");
+    let (p_id, _) = add_channel(&sys, &key, pd).await;
+    let mut q = channel("quiet", "webhook", &quiet.url);
+    q["min_severity"] = json!("critical");
+    let (q_id, _) = add_channel(&sys, &key, q).await;
+
+    // Low severity: the critical-only channel is not told, so not told of
+    // the resolution either.
+    let incident = fail(&sys, &key, "order-1", "checkout", "validation_error").await;
+    settled(&sys, w_id, "DELIVERED").await;
+    settled(&sys, p_id, "DELIVERED").await;
+    let (status, body) = sys
+        .post(
+            &format!("/api/v1/incidents/{incident}/resolve"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got = webhook.wait_for(2).await;
+    let resolved = got[1].json();
+    assert_eq!(resolved["type"], "incident.resolved");
+    assert_eq!(resolved["incident"]["status"], "RESOLVED");
+    assert!(
+        resolved["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("resolved by operator:"),
+        "{resolved}"
+    );
+    verify(&w_secret, &got[1]).expect("signed");
+    assert_ne!(
+        got[0].header("webhook-id"),
+        got[1].header("webhook-id"),
+        "another notification"
+    );
+    let got = pager.wait_for(2).await;
+    let (trigger, resolve) = (got[0].json(), got[1].json());
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], trigger["dedup_key"]);
+    assert_eq!(resolve["dedup_key"], incident.to_string());
+    assert_eq!(resolve["routing_key"], "R0UT1NGKEY");
+
+    let (_, detail) = sys
+        .get(&format!("/api/v1/incidents/{incident}"), &key)
+        .await;
+    let types: Vec<(String, String)> = detail["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["channel"].as_str().unwrap().to_owned(),
+                n["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(types.len(), 4, "{types:?}");
+    for name in ["ops", "pager"] {
+        for t in ["incident.escalated", "incident.resolved"] {
+            assert!(
+                types.contains(&(name.into(), t.into())),
+                "{name} {t}: {types:?}"
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(webhook.got().len(), 2, "told once");
+    assert_eq!(pager.got().len(), 2, "told once");
+    assert!(quiet.got().is_empty());
+    assert!(notifications(&sys, q_id).await.is_empty());
     sys.stop().await;
 }

@@ -10,3 +10,4 @@
 mod channels;
 mod delivery;
 mod support;
+mod tries;

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use awfdrs_tests::{System, eventually};
+use awfdrs_tests::{System, eventually, failure};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Value, json};
 use standardwebhooks::Webhook;
@@ -134,4 +134,21 @@ pub(crate) async fn settled(
 
 pub(crate) fn verify(secret: &str, r: &Received) -> Result<(), standardwebhooks::WebhookError> {
     Webhook::new(secret).unwrap().verify(&r.body, &r.headers)
+}
+
+/// Posts a failure of `workflow` with `code` and returns its incident id.
+pub(crate) async fn fail(sys: &System, key: &str, run: &str, workflow: &str, code: &str) -> Uuid {
+    let (status, body) = sys
+        .post("/api/v1/events", key, &failure(run, workflow, code))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let pool = sys.ctx.store.pool().clone();
+    eventually(WAIT, "the incident opened", || async {
+        sqlx::query_scalar("SELECT id FROM incidents WHERE workflow_id = $1")
+            .bind(workflow)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+    })
+    .await
 }
