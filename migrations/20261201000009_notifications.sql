@@ -6,8 +6,10 @@
 
 -- A tenant's channel. `secret` is the Standard Webhooks signing secret
 -- (`whsec_...`); only libs/store/src/channels.rs reads or writes it.
--- `position` orders the tenant's channels; a removed channel keeps its row
--- (`deleted_at`) so its notifications still name it.
+-- `position` orders the tenant's channels and `level` makes escalation
+-- levels of them: an escalation goes to the lowest level first, and to the
+-- next one when nobody acknowledged it in time. A removed channel keeps
+-- its row (`deleted_at`) so its notifications still name it.
 CREATE TABLE channels (
     id            uuid PRIMARY KEY,
     tenant_id     uuid NOT NULL REFERENCES tenants (id),
@@ -18,6 +20,7 @@ CREATE TABLE channels (
     min_severity  text NOT NULL DEFAULT 'low'
                       CHECK (min_severity IN ('low', 'medium', 'high', 'critical')),
     routing_key   text,
+    level         integer NOT NULL DEFAULT 1 CHECK (level BETWEEN 1 AND 10),
     position      bigserial NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
     deleted_at    timestamptz,
@@ -66,3 +69,8 @@ CREATE TABLE notification_tries (
     next_try_at      timestamptz,
     UNIQUE (notification_id, try)
 );
+
+-- An operator acknowledges an escalated incident: no further level is
+-- notified of it.
+ALTER TABLE incidents ADD COLUMN acknowledged_at timestamptz;
+ALTER TABLE incidents ADD COLUMN acknowledged_by text;

@@ -15,6 +15,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/incidents"),
     ("get", "/api/v1/incidents/{id}"),
     ("post", "/api/v1/incidents/{id}/resolve"),
+    ("post", "/api/v1/incidents/{id}/acknowledge"),
     ("get", "/api/v1/actions"),
     ("post", "/api/v1/actions/{id}/cancel"),
     ("post", "/api/v1/actions/{id}/approve"),

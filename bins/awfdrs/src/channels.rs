@@ -46,6 +46,9 @@ pub enum ChannelsCommand {
         /// The PagerDuty integration key (pagerduty only).
         #[arg(long)]
         routing_key: Option<String>,
+        /// Its escalation level, 1 (told first) to 10.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10))]
+        level: i32,
     },
     /// List the tenant's channels, in order.
     List {
@@ -104,6 +107,7 @@ pub async fn run(config: Config, command: ChannelsCommand) -> anyhow::Result<()>
             kind,
             min_severity,
             routing_key,
+            level,
             ..
         } => {
             if name.trim().is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
@@ -138,6 +142,7 @@ pub async fn run(config: Config, command: ChannelsCommand) -> anyhow::Result<()>
                     secret: &secret,
                     min_severity: min_severity.as_str(),
                     routing_key: routing_key.as_deref(),
+                    level,
                 })
                 .await?;
             eprintln!("{} channel {:?} of {slug} added: {}", c.kind, c.name, c.url);
@@ -147,13 +152,13 @@ pub async fn run(config: Config, command: ChannelsCommand) -> anyhow::Result<()>
         ChannelsCommand::List { .. } => {
             let channels = store.channels(tenant).await?;
             println!(
-                "{:<36}  {:<10}  {:<9}  {:<20}  URL",
-                "ID", "KIND", "SEVERITY", "NAME"
+                "{:<36}  {:>5}  {:<10}  {:<9}  {:<20}  URL",
+                "ID", "LEVEL", "KIND", "SEVERITY", "NAME"
             );
             for c in channels {
                 println!(
-                    "{:<36}  {:<10}  {:<9}  {:<20}  {}",
-                    c.id, c.kind, c.min_severity, c.name, c.url
+                    "{:<36}  {:>5}  {:<10}  {:<9}  {:<20}  {}",
+                    c.id, c.level, c.kind, c.min_severity, c.name, c.url
                 );
             }
         }

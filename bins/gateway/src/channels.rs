@@ -2,7 +2,8 @@
 //! (`POST /api/v1/channels`, `GET` the list, `DELETE /api/v1/channels/{id}`).
 //! A channel is a generic `webhook`, a `slack` incoming webhook or
 //! `pagerduty` (Events API v2, with its `routing_key`); `min_severity`
-//! keeps it quiet below that severity. The answer to a POST carries the
+//! keeps it quiet below that severity; `level` (1 to 10) makes escalation
+//! levels of a tenant's channels. The answer to a POST carries the
 //! channel's Standard Webhooks signing secret, once. URLs are checked as
 //! callback URLs are: `http` or `https`, no credentials, no control
 //! characters, at most 2 KiB, and no loopback, private or link-local
@@ -67,6 +68,11 @@ pub(crate) struct ChannelBody {
     /// for the other kinds.
     #[schema(max_length = 128)]
     routing_key: Option<String>,
+    /// Its escalation level, 1 (told first, the default) to 10: a level is
+    /// told when nobody acknowledged the incident in time after the one
+    /// before.
+    #[schema(minimum = 1, maximum = 10)]
+    level: Option<i64>,
 }
 
 /// A channel, as listed (without its secret).
@@ -80,6 +86,8 @@ pub(crate) struct ChannelView {
     /// `low`, `medium`, `high` or `critical`.
     min_severity: String,
     routing_key: Option<String>,
+    /// Its escalation level, 1 (told first) to 10.
+    level: i32,
     /// Its place in the tenant's order.
     position: i64,
     created_at: DateTime<Utc>,
@@ -94,6 +102,7 @@ impl From<Channel> for ChannelView {
             url: c.url,
             min_severity: c.min_severity,
             routing_key: c.routing_key,
+            level: c.level,
             position: c.position,
             created_at: c.created_at,
         }
@@ -201,6 +210,11 @@ pub(crate) async fn add_channel(
             }
             (_, None) => {}
         }
+        let level = match body.level {
+            None => 1,
+            Some(l @ 1..=10) => i32::try_from(l).unwrap_or(1),
+            Some(_) => return Err(invalid("level", "must be between 1 and 10")),
+        };
         let allow_private = state.ctx().config.notifications.allow_private_targets;
         let target = check_target(&body.url, allow_private)
             .await
@@ -217,6 +231,7 @@ pub(crate) async fn add_channel(
                 secret: &secret,
                 min_severity: severity_str(body.min_severity.unwrap_or(MinSeverity::Low)),
                 routing_key: body.routing_key.as_deref(),
+                level,
             })
             .await
             .map_err(store_problem)?;

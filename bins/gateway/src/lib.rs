@@ -96,6 +96,7 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(ops::list_incidents))
         .routes(routes!(ops::get_incident))
         .routes(routes!(ops::resolve_incident))
+        .routes(routes!(ops::acknowledge_incident))
         .routes(routes!(remedy::list_actions))
         .routes(routes!(remedy::cancel_action))
         .routes(routes!(remedy::approve_action))
@@ -217,6 +218,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/incidents" => "/api/v1/incidents",
         "/api/v1/incidents/{id}" => "/api/v1/incidents/{id}",
         "/api/v1/incidents/{id}/resolve" => "/api/v1/incidents/{id}/resolve",
+        "/api/v1/incidents/{id}/acknowledge" => "/api/v1/incidents/{id}/acknowledge",
         "/api/v1/actions" => "/api/v1/actions",
         "/api/v1/actions/{id}/cancel" => "/api/v1/actions/{id}/cancel",
         "/api/v1/mode" => "/api/v1/mode",

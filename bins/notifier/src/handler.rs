@@ -4,31 +4,19 @@ use std::sync::Arc;
 
 use awfdrs_bus::{Delivery, Handler, Outcome};
 use awfdrs_domain::action::EscalationV1;
-use awfdrs_domain::decision::{DecisionV1, Severity};
+use awfdrs_domain::decision::DecisionV1;
 use awfdrs_runtime::{Context, outcome_of, retry_transient};
-use awfdrs_store::{Channel, NewNotification, StoreError};
+use awfdrs_store::{NewNotification, StoreError};
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::bodies::{self, Facts};
-
-/// The type of the notifications an escalation makes.
-pub const ESCALATED: &str = "incident.escalated";
+use crate::recipients;
 
 /// Turns escalations into notifications.
 #[derive(Debug)]
 pub struct NotifierHandler {
     ctx: Context,
     queued: Arc<Notify>,
-}
-
-/// Whether `channel` is told of an incident of `severity`: its
-/// `min_severity` is met (an unreadable one is taken as `low`).
-fn meets(channel: &Channel, severity: Severity) -> bool {
-    let min: Severity =
-        serde_json::from_value(serde_json::Value::String(channel.min_severity.clone()))
-            .unwrap_or(Severity::Low);
-    severity >= min
 }
 
 impl NotifierHandler {
@@ -73,28 +61,11 @@ impl NotifierHandler {
                 e.decision_id, e.incident_id
             )));
         }
-        let severity = decision.classification.severity;
-        let level = i32::try_from(e.level).unwrap_or(1);
-        let facts = Facts {
-            kind: ESCALATED,
-            incident: &incident,
-            decision: &decision,
-            level,
-            reason: &e.reason,
-        };
         let channels = store.channels(e.tenant_id).await?;
-        Ok(Ok(channels
-            .iter()
-            .filter(|c| meets(c, severity))
-            .map(|c| NewNotification {
-                tenant_id: e.tenant_id,
-                incident_id: e.incident_id,
-                channel_id: c.id,
-                level,
-                kind: ESCALATED,
-                body: bodies::body(c, &facts).to_string(),
-            })
-            .collect()))
+        let chosen = recipients::first_level(&channels, decision.classification.severity, None);
+        Ok(Ok(recipients::escalated(
+            &chosen, &incident, &decision, &e.reason,
+        )))
     }
 
     /// Queues `planned` in one transaction; returns how many were new.

@@ -3,9 +3,10 @@
 //! channels, of each escalated incident.
 //!
 //! In one transaction per escalation it writes one `notifications` row per
-//! channel of the tenant whose `min_severity` the incident's severity (as
-//! the analyzer recorded it) meets, with the body that channel's kind
-//! takes ([`bodies`]). A notification's id is a UUIDv5 of (incident,
+//! channel of the tenant's lowest level whose `min_severity` the incident's
+//! severity (as the analyzer recorded it) meets ([`recipients`]), with the
+//! body that channel's kind takes ([`bodies`]). An incident nobody
+//! acknowledged in time goes on to the next level (`notifier.levels`). A notification's id is a UUIDv5 of (incident,
 //! channel, level, type) and rows are written `ON CONFLICT DO NOTHING`, so
 //! a redelivered escalation or a competing notifier makes none twice. The
 //! message is acked after the commit.
@@ -22,6 +23,8 @@
 pub mod bodies;
 mod delivery;
 mod handler;
+mod levels;
+pub mod recipients;
 mod resolutions;
 
 use std::sync::Arc;
@@ -63,6 +66,13 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         awfdrs_bus::consumer::run(bus, spec, handler, sink, metrics, health, stop)
             .await
             .map_err(anyhow::Error::from)
+    });
+    let name = "notifier.levels";
+    let health = ctx.health.task(name);
+    let (leveled, wake) = (ctx.clone(), queued.clone());
+    harness.spawn(name, |stop| async move {
+        levels::run(leveled, wake, health, stop).await;
+        Ok(())
     });
     let name = "notifier.resolutions";
     let health = ctx.health.task(name);

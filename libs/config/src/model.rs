@@ -162,6 +162,9 @@ pub struct NotificationsConfig {
     pub timeout_ms: u64,
     /// Tries of a notification before it is recorded `FAILED`.
     pub max_tries: u32,
+    /// How long an escalated incident waits for an acknowledgement before
+    /// the next level of channels is told.
+    pub escalate_after_ms: u64,
 }
 
 /// The outbox relay every worker with an outbox runs.
@@ -409,6 +412,11 @@ impl Config {
             (100..=300_000).contains(&self.notifications.timeout_ms),
             "notifications.timeout_ms",
             "must be between 100 and 300000",
+        );
+        check(
+            self.notifications.escalate_after_ms >= 100,
+            "notifications.escalate_after_ms",
+            "must be at least 100",
         );
         check(
             (1..=100).contains(&self.notifications.max_tries),

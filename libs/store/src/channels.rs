@@ -26,6 +26,8 @@ pub struct Channel {
     pub min_severity: String,
     /// The PagerDuty integration key (pagerduty only).
     pub routing_key: Option<String>,
+    /// Its escalation level, 1 (told first) to 10.
+    pub level: i32,
     /// The channel's place in the tenant's order.
     pub position: i64,
     pub created_at: DateTime<Utc>,
@@ -41,6 +43,7 @@ pub struct NewChannel<'a> {
     pub secret: &'a str,
     pub min_severity: &'a str,
     pub routing_key: Option<&'a str>,
+    pub level: i32,
 }
 
 impl Store {
@@ -50,8 +53,8 @@ impl Store {
     /// On database failure.
     pub async fn add_channel(&self, c: &NewChannel<'_>) -> Result<Channel, StoreError> {
         Ok(sqlx::query_as(
-            "INSERT INTO channels (id, tenant_id, name, kind, url, secret, min_severity, routing_key)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id, tenant_id, name, kind, url, min_severity, routing_key, position, created_at",
+            "INSERT INTO channels (id, tenant_id, name, kind, url, secret, min_severity, routing_key, level)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, tenant_id, name, kind, url, min_severity, routing_key, level, position, created_at",
         )
         .bind(Uuid::now_v7())
         .bind(c.tenant_id)
@@ -61,6 +64,7 @@ impl Store {
         .bind(c.secret)
         .bind(c.min_severity)
         .bind(c.routing_key)
+        .bind(c.level)
         .fetch_one(&self.pool)
         .await?)
     }
@@ -71,8 +75,8 @@ impl Store {
     /// On database failure.
     pub async fn channels(&self, tenant: Uuid) -> Result<Vec<Channel>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, tenant_id, name, kind, url, min_severity, routing_key, position, created_at FROM channels WHERE tenant_id = $1 AND deleted_at IS NULL
-             ORDER BY position",
+            "SELECT id, tenant_id, name, kind, url, min_severity, routing_key, level, position, created_at FROM channels WHERE tenant_id = $1 AND deleted_at IS NULL
+             ORDER BY level, position",
         )
         .bind(tenant)
         .fetch_all(&self.pool)

@@ -71,6 +71,9 @@ pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: Incident,
     pub timeline: Vec<Transition>,
+    /// Who acknowledged it, and when (no further escalation level is told).
+    #[serde(flatten)]
+    pub acknowledgement: crate::Acknowledgement,
     /// Its notifications to the tenant's channels.
     pub notifications: Vec<crate::NotificationSummary>,
 }
@@ -146,9 +149,11 @@ impl Store {
         .await?;
         let timeline = timeline.into_iter().map(Transition::from).collect();
         let notifications = self.incident_notifications(incident.tenant_id, id).await?;
+        let acknowledgement = self.acknowledgement(incident.tenant_id, id).await?;
         Ok(IncidentDetail {
             incident,
             timeline,
+            acknowledgement,
             notifications,
         })
     }

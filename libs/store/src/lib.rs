@@ -20,6 +20,7 @@ mod error;
 mod holds;
 mod incidents;
 mod ingest;
+mod levels;
 mod modes;
 mod notifications;
 mod operate;
@@ -50,6 +51,7 @@ pub use error::{DbFailure, StoreError};
 pub use holds::HeldRetry;
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
+pub use levels::{Acknowledgement, LevelDue};
 pub use modes::TenantMode;
 pub use notifications::{
     DueNotification, NewNotification, NotificationSummary, NotificationTry, ResolvedToNotify,

@@ -9,5 +9,6 @@
 
 mod channels;
 mod delivery;
+mod levels;
 mod support;
 mod tries;

@@ -114,6 +114,7 @@ async fn a_channel_at_a_private_address_is_refused_at_delivery_unless_allowed() 
             secret: &awfdrs_domain::webhook::new_secret(),
             min_severity: "low",
             routing_key: None,
+            level: 1,
         })
         .await
         .unwrap();

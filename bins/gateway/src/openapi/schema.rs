@@ -232,6 +232,10 @@ pub(crate) struct IncidentDetail {
     decisions: Vec<super::decision::Decision>,
     /// The coordinator's actions, oldest first.
     actions: Vec<super::decision::Action>,
+    /// When an operator acknowledged it (no further level is told).
+    acknowledged_at: Option<DateTime<Utc>>,
+    /// Who: `operator:<tenant slug>` or `operator:admin`.
+    acknowledged_by: Option<String>,
     /// Its notifications to the tenant's channels, oldest first.
     notifications: Vec<Notification>,
 }
