@@ -8,19 +8,13 @@
 use std::time::Duration;
 
 use awfdrs_bus::Topic;
-use awfdrs_tests::{World, awfdrs_bin, cleanup, eventually, failure, free_port, rules_edited};
-use sqlx::PgPool;
+use awfdrs_tests::{
+    World, awfdrs_bin, cleanup, count, eventually, failure, free_port, rules_edited,
+};
 use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(180);
 const N: i64 = 100;
-
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 /// A pseudo-random pause of 100–900 ms, from a seed that changes each run
 /// (and is printed, so a failing run can be told apart).

@@ -11,19 +11,12 @@ use std::time::Duration;
 use awfdrs_bus::Seen;
 use awfdrs_domain::{EscalationV1, RetryCommandV1};
 use awfdrs_guard::{BreakerState, Decision, Outcomes, RateKey};
-use awfdrs_tests::{System, eventually, failure, rules_edited, success};
+use awfdrs_tests::{System, count, eventually, failure, rules_edited, success};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 use sqlx::PgPool;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 /// A failure of run `run` of `workflow`.
 fn failure_of(key: &str, workflow: &str, run: &str) -> Value {
@@ -311,6 +304,19 @@ async fn probe_retries_whose_workflows_recover_close_the_breaker() {
     )
     .await;
     assert_eq!(succeeded, 2);
+    let reasons: Vec<String> = sqlx::query_scalar(
+        "SELECT reason FROM actions WHERE kind = 'retry' AND status = 'SUCCEEDED'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    for r in reasons {
+        assert!(
+            r.starts_with("the workflow recovered after the retry, ")
+                && r.ends_with(" s after the first failure"),
+            "{r}"
+        );
+    }
     sys.stop().await;
     let _ = std::fs::remove_dir_all(rules);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use awfdrs_bus::Topic;
 use awfdrs_domain::RetryCommandV1;
-use awfdrs_tests::{System, eventually, failure, rules_edited, success};
+use awfdrs_tests::{System, count, eventually, failure, rules_edited, success};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::Value;
@@ -29,13 +29,6 @@ const SUCCESSES_TO_CLOSE: usize = 2;
 /// How far the scheduler's watched view of a breaker may lag its KV entry.
 const VIEW_LAG: chrono::Duration = chrono::Duration::milliseconds(500);
 const WAIT: Duration = Duration::from_secs(300);
-
-async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
 
 fn rules() -> std::path::PathBuf {
     rules_edited(&[

@@ -19,6 +19,10 @@
 //!   real detector and analyzer, over `--past-incidents` resolved ones:
 //!   incidents analysed per second and the time from an incident's opening
 //!   to its decision (see [`analysis`]);
+//! * on request (`--modes remediation,remediation-max,scheduler`), the
+//!   real coordinator and scheduler: decision published -> retry command
+//!   received, actions per second, and the lateness of `--scheduled`
+//!   retries due over `--due-over` (see [`remediation`]);
 //! * on request (`--modes slow-clients`), the gateway under slowloris
 //!   connections and stalled uploads, with this process's resident memory
 //!   and the latency of well-behaved requests meanwhile (see [`slow`]).
@@ -28,7 +32,7 @@
 //!
 //! This module holds the run itself: the modes in order, each mode's
 //! configuration and the clean-up; each kind of mode is in its own module
-//! (`ceiling`, `pipeline`, `analysis`, `slow`), the load in `load`, the
+//! (`ceiling`, `pipeline`, `analysis`, `remediation`, `slow`), the load in `load`, the
 //! printout in `report`.
 
 mod analysis;
@@ -39,6 +43,7 @@ mod machine;
 mod outcome;
 mod pipeline;
 mod probe;
+mod remediation;
 mod report;
 mod slow;
 
@@ -70,6 +75,16 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.http_concurrency == 0 || args.http_batch_concurrency == 0 || args.http_batch == 0 {
         bail!("--http-concurrency, --http-batch and --http-batch-concurrency must be positive");
+    }
+    if args.remediation_rate == 0
+        || args.remediation_seconds == 0
+        || args.scheduled == 0
+        || args.schedulers == 0
+    {
+        bail!(
+            "--remediation-rate, --remediation-seconds, --scheduled and --schedulers must be \
+             positive"
+        );
     }
     let mut modes = args.modes.clone();
     modes.sort_unstable();
@@ -154,6 +169,18 @@ impl Bench {
                 "analysis max over {} past incidents",
                 report::count(a.past_incidents)
             ),
+            Mode::Remediation => format!(
+                "remediation paced {} decisions/s",
+                report::count(a.remediation_rate)
+            ),
+            Mode::RemediationMax => "remediation max".into(),
+            Mode::Scheduler => format!(
+                "scheduler: {} retries due over {}, {} scheduler{}",
+                report::count(a.scheduled),
+                awfdrs_safety::duration::format_duration(a.due_over),
+                a.schedulers,
+                if a.schedulers == 1 { "" } else { "s" }
+            ),
             Mode::SlowClients => format!(
                 "slow clients: {} slowloris, {} stalled uploads (reconnecting after {} ms), \
                  {} good clients",
@@ -210,6 +237,14 @@ impl Bench {
                 Mode::SlowClients => {
                     let figures = self.slow_clients().await.with_context(context)?;
                     report::slow_clients(&label, &self.config.http, &figures);
+                }
+                Mode::Remediation | Mode::RemediationMax => {
+                    let figures = self.remediation(mode).await.with_context(context)?;
+                    report::remediation(&label, &self.config.coordinator, &figures);
+                }
+                Mode::Scheduler => {
+                    let figures = self.scheduler().await.with_context(context)?;
+                    report::scheduler(&label, &self.config.scheduler, &figures);
                 }
                 _ => {
                     let figures = self.analysis(mode).await.with_context(context)?;

@@ -22,6 +22,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod explain;
+mod receiver;
+mod remedy;
+mod stage;
 
 /// One part of the scenario: failures of one signature.
 struct Part {
@@ -377,6 +380,18 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
     // The analyzer explains every incident.
     let unexplained = explain::each(&store, tenant.id, &items, deadline).await?;
     tally.problems.extend(unexplained);
+    // Then what the system does about incidents.
+    let stage = remedy::Stage {
+        base: &base,
+        http: http.clone(),
+        store: &store,
+        bus: &bus,
+        ns: &ns,
+        prefix: &slug,
+        successes: config.detector.auto_resolve_successes,
+        settle,
+    };
+    tally.problems.extend(remedy::play(&stage).await?);
     if !tally.problems.is_empty() {
         bail!(
             "the demo did not go as it should:\n  {}",

@@ -35,19 +35,10 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let every = Duration::from_millis(ctx.config.coordinator.hold_check_ms);
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = ticks.tick() => {}
-        }
-        match round(&ctx, &relay).await {
-            Ok(()) => health.ok(),
-            Err(e) => health.degraded(format!("cannot move waiting retries on: {e}")),
-        }
-    }
-    info!("waiting retries stopped");
+    awfdrs_runtime::rounds::every(every, "move waiting retries on", health, stop, || {
+        round(&ctx, &relay)
+    })
+    .await;
 }
 
 /// One round over the retries that may go on; one retry's trouble does not

@@ -10,7 +10,6 @@ use awfdrs_runtime::Context;
 use awfdrs_store::StoreError;
 use awfdrs_telemetry::{ActionLabels, VendorLabels};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 /// Refreshes the gauges every `coordinator.gauges_ms` until `stop`.
 pub(crate) async fn run(
@@ -19,22 +18,7 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let every = Duration::from_millis(ctx.config.coordinator.gauges_ms);
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = ticks.tick() => {}
-        }
-        match refresh(&ctx).await {
-            Ok(()) => health.ok(),
-            Err(e) => {
-                warn!(error = %e, "cannot count actions; trying again");
-                health.degraded(format!("cannot count actions: {e}"));
-            }
-        }
-    }
-    info!("action gauges stopped");
+    awfdrs_runtime::rounds::every(every, "count actions", health, stop, || refresh(&ctx)).await;
 }
 
 /// Counts once.

@@ -80,15 +80,11 @@ impl CoordinatorHandler {
                 rec.reason.clone(),
                 None,
             ),
-            ActionKind::Hold => (
-                ActionKind::Hold,
-                ActionStatus::Pending,
-                attempt,
-                None,
-                rec.reason.clone(),
-                None,
-            ),
-            ActionKind::Retry => {
+            // A hold the analyzer recommends (the breaker was open when it
+            // decided) is a retry like any other: the mode comes first, then
+            // the breaker, which holds it if it is still not letting retries
+            // through.
+            ActionKind::Hold | ActionKind::Retry => {
                 let first_seen = match store.incident(Some(d.tenant_id), d.incident_id).await {
                     Ok(detail) => detail.incident.first_seen,
                     Err(StoreError::NotFound) => return Ok(None),

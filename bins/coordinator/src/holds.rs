@@ -36,20 +36,10 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let every = Duration::from_millis(ctx.config.coordinator.hold_check_ms);
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = ticks.tick() => {}
-        }
-        match round(&ctx, &relay).await {
-            Ok(()) => health.ok(),
-            // Logged per vendor in the round; looked at again next round.
-            Err(e) => health.degraded(format!("cannot release held retries: {e}")),
-        }
-    }
-    info!("hold release stopped");
+    awfdrs_runtime::rounds::every(every, "release held retries", health, stop, || {
+        round(&ctx, &relay)
+    })
+    .await;
 }
 
 /// One round over every vendor with held retries; one vendor's trouble

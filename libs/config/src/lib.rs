@@ -10,6 +10,7 @@
 
 mod load;
 mod model;
+mod validate;
 
 pub use load::{ConfigError, ConfigErrors, Env};
 pub use model::*;

@@ -258,7 +258,8 @@ impl Store {
 /// Closes the actions of incidents that just resolved: anything still
 /// waiting (`PENDING`, `SCHEDULED`) is cancelled, and when the workflow
 /// `recovered` (successes resolved it) a fired retry (`EXECUTING`)
-/// succeeded. Each change gets its timeline entry by `actor`. Shadow
+/// succeeded, its reason saying how long after the incident's first failure
+/// the workflow recovered. Each change gets its timeline entry by `actor`. Shadow
 /// actions stay as recorded.
 pub(crate) async fn close_for_resolved(
     tx: &mut sqlx::PgConnection,
@@ -270,20 +271,28 @@ pub(crate) async fn close_for_resolved(
         return Ok(());
     }
     sqlx::query(
-        "WITH changed AS (
+        "WITH old AS (
+             SELECT a.id, a.status,
+                    'the workflow recovered after the retry, '
+                      || round(extract(epoch FROM now() - i.first_seen)::numeric, 1)
+                      || ' s after the first failure' AS recovery
+             FROM actions a JOIN incidents i ON i.id = a.incident_id
+             WHERE a.incident_id = ANY($1) AND NOT a.shadow
+               AND (a.status IN ($3, $6) OR ($8 AND a.status = $2))
+             ORDER BY a.id FOR UPDATE OF a
+         ), changed AS (
              UPDATE actions a
-             SET status = CASE WHEN a.status = $2 THEN $4 ELSE $5 END, updated_at = now()
-             FROM (SELECT id, status FROM actions
-                   WHERE incident_id = ANY($1) AND NOT shadow
-                     AND (status IN ($3, $6) OR ($8 AND status = $2))
-                   ORDER BY id FOR UPDATE) old
+             SET status = CASE WHEN a.status = $2 THEN $4 ELSE $5 END,
+                 reason = CASE WHEN a.status = $2 THEN old.recovery ELSE a.reason END,
+                 updated_at = now()
+             FROM old
              WHERE a.id = old.id
-             RETURNING a.tenant_id, a.id, old.status AS from_status, a.status AS to_status
+             RETURNING a.tenant_id, a.id, old.status AS from_status, a.status AS to_status,
+                       old.recovery
          )
          INSERT INTO action_transitions (tenant_id, action_id, from_status, to_status, actor, reason)
          SELECT tenant_id, id, from_status, to_status, $7,
-                CASE WHEN to_status = $4 THEN 'the workflow recovered after the retry'
-                     ELSE 'the incident resolved' END
+                CASE WHEN to_status = $4 THEN recovery ELSE 'the incident resolved' END
          FROM changed",
     )
     .bind(incidents)

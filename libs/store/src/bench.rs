@@ -1,7 +1,8 @@
 //! What `awfdrs bench` needs from PostgreSQL, and nothing else uses: a
 //! throw-away database per run, the bare table of the raw ceiling,
 //! reading back when a tenant's events were committed, and for the
-//! analysis modes a history of past incidents and when decisions were made.
+//! analysis modes a history of past incidents and when decisions were made;
+//! for the remediation modes, what the `remediation` module writes.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
@@ -9,6 +10,10 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::{Store, StoreError};
+
+mod remediation;
+
+pub use remediation::{BenchActionTimes, SeedIncidents};
 
 /// A database created for one benchmark run, on the server of the
 /// configured `DATABASE_URL`; dropped at the end of the run.

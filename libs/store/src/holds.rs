@@ -1,9 +1,10 @@
 //! Held retries: `hold` actions waiting, `PENDING`, for their vendor's
 //! breaker to let retries through again. Each ends released (`SUCCEEDED`,
 //! with the retry it held recorded beside it), escalated (`FAILED`, with the
-//! escalation) or cancelled when its incident resolves. Only holds of
-//! tenants in `auto` mode and not paused are offered for release: an
-//! operator's pause must not be bypassed by a breaker closing.
+//! escalation) or cancelled when its incident resolves. A hold has passed
+//! its tenant's mode already (a retry waits for approval before it meets the
+//! breaker), so only a tenant's pause keeps it from release: an operator's
+//! pause must not be bypassed by a breaker closing.
 
 use awfdrs_domain::ActionStatus;
 use chrono::{DateTime, Utc};
@@ -34,11 +35,9 @@ pub struct HeldRetry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Which holds a tenant's mode lets go: `auto` (or approved by an
-/// operator) and not paused.
+/// Which holds may go: those of tenants not paused.
 const RELEASABLE: &str =
     "a.kind = 'hold' AND a.status = $1 AND NOT a.shadow AND a.vendor IS NOT NULL
-     AND (coalesce(m.mode, 'auto') = 'auto' OR a.approved_by IS NOT NULL)
      AND NOT coalesce(m.paused, false)";
 
 impl Store {

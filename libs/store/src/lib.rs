@@ -42,7 +42,9 @@ pub use actions::{Action, NewAction, RETRIES_CHANNEL};
 pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RULE};
 pub use approvals::{WaitingFor, WaitingRetry};
 #[cfg(feature = "bench")]
-pub use bench::{BareRow, BenchDatabase, BenchTally, PastIncidentSeed, PastKind};
+pub use bench::{
+    BareRow, BenchActionTimes, BenchDatabase, BenchTally, PastIncidentSeed, PastKind, SeedIncidents,
+};
 pub use callbacks::{Callback, CallbackTry, DueDelivery, TryOutcome};
 pub use channels::{Channel, NewChannel};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};

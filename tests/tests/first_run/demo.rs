@@ -24,6 +24,17 @@ async fn demo_passes_against_awfdrs_up_with_the_shipped_rules() {
     for heading in ["Why grouped", "Root cause", "Recommendation"] {
         assert_eq!(stdout.matches(heading).count(), 3, "{heading}:\n{stdout}");
     }
+    // Then the remediation stories, each ended as it should.
+    for story in [
+        "(Standard Webhooks signature verified)",
+        "a transient failure, retried and auto-resolved",
+        "the retry is held while the breaker is open",
+        "released from hold: breaker HALF_OPEN",
+        "a permanent error, escalated",
+        "(shadow): shadow mode: would retry",
+    ] {
+        assert!(stdout.contains(story), "{story}:\n{stdout}");
+    }
     finish(world, up).await;
 }
 

@@ -10,6 +10,7 @@ use std::process::Output;
 
 use awfdrs_tests::{Served, World, awfdrs_bin, cleanup};
 
+mod bench;
 mod coverage;
 mod demo;
 mod readme;

@@ -88,6 +88,25 @@ pub struct BenchArgs {
     /// as many incidents (rate x seconds) as fast as it can.
     #[arg(long, default_value_t = 20)]
     pub analysis_seconds: u64,
+    /// Decisions per second of the `remediation` mode; `remediation-max`
+    /// publishes as many (rate x seconds) as fast as it can.
+    #[arg(long, default_value_t = 200)]
+    pub remediation_rate: u64,
+    /// How long the `remediation` mode publishes decisions, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub remediation_seconds: u64,
+    /// Retries the `scheduler` mode schedules before its scheduler starts.
+    #[arg(long, default_value_t = 100_000)]
+    pub scheduled: u64,
+    /// The span their due times are spread evenly over (`10m`, `30s`,
+    /// `500ms`); `0s` makes them all due at once, so the scheduler fires
+    /// them as fast as it can.
+    #[arg(long, default_value = "10m", value_parser = parse_span)]
+    pub due_over: std::time::Duration,
+    /// Schedulers of the `scheduler` mode sharing the retries (each with
+    /// its own connections, as separate processes would have).
+    #[arg(long, default_value_t = 1)]
+    pub schedulers: usize,
     /// Keep the database and the streams afterwards, for inspection.
     #[arg(long)]
     pub keep: bool,
@@ -112,6 +131,15 @@ pub enum Mode {
     Analysis,
     /// As many new incidents as `analysis`, sent as fast as possible.
     AnalysisMax,
+    /// Decisions published at `--remediation-rate` to the real coordinator
+    /// and scheduler: decision published -> retry command received, and
+    /// actions recorded per second.
+    Remediation,
+    /// As many decisions as `remediation`, published as fast as possible.
+    RemediationMax,
+    /// `--scheduled` retries due over `--due-over`, fired by the real
+    /// scheduler: lateness (fired - due) and commands per second.
+    Scheduler,
     /// Good requests while slowloris connections and stalled uploads press
     /// on the gateway: resident memory and latency.
     SlowClients,
@@ -126,7 +154,13 @@ impl Mode {
     pub(super) fn is_ingestion(self) -> bool {
         !matches!(
             self,
-            Self::SlowClients | Self::Analysis | Self::AnalysisMax | Self::Warmup
+            Self::SlowClients
+                | Self::Analysis
+                | Self::AnalysisMax
+                | Self::Remediation
+                | Self::RemediationMax
+                | Self::Scheduler
+                | Self::Warmup
         )
     }
 
@@ -139,8 +173,16 @@ impl Mode {
             Self::HttpBatch => "httpbatch",
             Self::Analysis => "analysis",
             Self::AnalysisMax => "analysismax",
+            Self::Remediation => "remediation",
+            Self::RemediationMax => "remediationmax",
+            Self::Scheduler => "scheduler",
             Self::SlowClients => "slowclients",
             Self::Warmup => "warmup",
         }
     }
+}
+
+/// A `--due-over` span: a duration such as `10m` or `1m30s`.
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    awfdrs_safety::duration::parse_duration(s).map_err(|e| e.to_string())
 }

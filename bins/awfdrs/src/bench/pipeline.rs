@@ -62,7 +62,13 @@ impl Bench {
                     .await
                     .context("posting batches")?
             }
-            Mode::Ceiling | Mode::SlowClients | Mode::Analysis | Mode::AnalysisMax => {
+            Mode::Ceiling
+            | Mode::SlowClients
+            | Mode::Analysis
+            | Mode::AnalysisMax
+            | Mode::Remediation
+            | Mode::RemediationMax
+            | Mode::Scheduler => {
                 bail!("{mode:?} is not a pipeline mode")
             }
         };

@@ -9,6 +9,10 @@ use super::load::{SUCCESS_PERCENT, WORKFLOW_COUNT};
 use super::machine::{self, GROUPS};
 use super::{Bench, Mode, Outcome};
 
+mod remediation;
+
+pub(super) use remediation::{remediation, scheduler};
+
 /// `12345678` as `12,345,678`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();

@@ -1,0 +1,84 @@
+//! `awfdrs bench`'s remediation modes, run as the README shows them at a
+//! tiny size: the real coordinator and scheduler turn every decision into
+//! one retry command, and the scheduler fires every seeded retry once and
+//! never early. Their figures are printed, not asserted.
+
+use awfdrs_tests::{World, cleanup};
+
+use crate::{awfdrs, text};
+
+/// The block of `stdout` that starts with `label`.
+fn block<'a>(stdout: &'a str, label: &str) -> &'a str {
+    stdout
+        .split("\n\n")
+        .find(|b| b.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} figures: {stdout}"))
+}
+
+#[tokio::test]
+async fn bench_remediation_and_scheduler_modes_print_their_figures() {
+    let world = World::new().await;
+    // Not used by the bench, which runs every worker in its own process.
+    let addr = "127.0.0.1:9";
+    let out = awfdrs(
+        &world,
+        addr,
+        &[
+            "bench",
+            "--modes",
+            "remediation,remediation-max,scheduler",
+            "--remediation-rate",
+            "20",
+            "--remediation-seconds",
+            "1",
+            "--scheduled",
+            "300",
+            "--due-over",
+            "2s",
+            "--schedulers",
+            "2",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for label in ["remediation paced 20 decisions/s", "remediation max"] {
+        let b = block(&stdout, label);
+        assert!(b.contains("retries due at once"), "{b}");
+        assert!(b.contains("published  20 decisions"), "{b}");
+        assert!(
+            b.contains("actions    20 recorded (retry EXECUTING 20)"),
+            "every decision one retry, fired: {b}"
+        );
+        assert!(b.contains("0 paced by a rate limit"), "{b}");
+        assert!(b.contains("commands   20 retry commands received"), "{b}");
+        assert!(b.contains("; 0 repeated"), "{b}");
+        assert!(
+            b.contains("decision published -> retry command received  ms p50"),
+            "{b}"
+        );
+    }
+    let b = block(&stdout, "scheduler: 300 retries due over 2s, 2 schedulers");
+    assert!(b.contains("fired      300 retries"), "{b}");
+    assert!(b.contains("0 fired before they were due"), "{b}");
+    assert!(b.contains("commands   300 received, 0 repeated"), "{b}");
+    assert!(b.contains("lateness   ms p50"), "{b}");
+    assert!(b.contains("VmRSS"), "{b}");
+
+    for (bad, says) in [
+        (
+            &["bench", "--modes", "scheduler", "--due-over", "soon"][..],
+            "--due-over",
+        ),
+        (
+            &["bench", "--modes", "scheduler", "--schedulers", "0"],
+            "--schedulers",
+        ),
+    ] {
+        let out = awfdrs(&world, addr, bad).await;
+        assert!(!out.status.success(), "{bad:?} succeeded");
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
+    let ctx = world.context(&[]).await;
+    cleanup(&ctx, &world).await;
+}
