@@ -2,7 +2,9 @@
 //! nobody acknowledged (`POST /api/v1/incidents/{id}/acknowledge`) within
 //! `notifications.escalate_after_ms` of its latest level, and is not
 //! resolved, is told to the tenant's next level of channels that takes
-//! its severity. One transaction per incident, `ON CONFLICT DO NOTHING`:
+//! its severity; so is one whose latest level failed on every channel (a
+//! fallback, at once, counted in `awfdrs_notification_fallbacks_total`).
+//! One transaction per incident, `ON CONFLICT DO NOTHING`:
 //! competing notifiers make none twice.
 
 use std::sync::Arc;
@@ -85,11 +87,18 @@ async fn next_level(ctx: &Context, due: &LevelDue, after: Duration) -> Result<us
     if chosen.is_empty() {
         return Ok(0);
     }
-    let reason = format!(
-        "not acknowledged within {} s of level {}",
-        after.as_secs_f64(),
-        due.level
-    );
+    let reason = if due.failed {
+        format!(
+            "every channel of level {} failed to take it (fallback)",
+            due.level
+        )
+    } else {
+        format!(
+            "not acknowledged within {} s of level {}",
+            after.as_secs_f64(),
+            due.level
+        )
+    };
     let planned = recipients::escalated(&chosen, &incident, &decision, &reason);
     let mut work = store.begin_work().await?;
     let mut new = 0;
@@ -100,6 +109,12 @@ async fn next_level(ctx: &Context, due: &LevelDue, after: Duration) -> Result<us
     }
     // Notifications are delivered from their rows: no outbox rows.
     let _none = work.commit().await?;
-    info!(incident = %due.incident_id, from = due.level, to = chosen[0].level, new, "next level notified");
+    if due.failed && new > 0 {
+        ctx.metrics.notification_fallbacks.inc();
+    }
+    info!(
+        incident = %due.incident_id, from = due.level, to = chosen[0].level, new,
+        fallback = due.failed, "next level notified"
+    );
     Ok(new)
 }

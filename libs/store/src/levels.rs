@@ -16,6 +16,9 @@ pub struct LevelDue {
     pub incident_id: Uuid,
     /// The highest level it was sent to so far.
     pub level: i32,
+    /// Whether every notification of that level failed (then the next
+    /// level is due at once: a fallback).
+    pub failed: bool,
 }
 
 /// Who acknowledged an incident, and when.
@@ -91,7 +94,8 @@ impl Store {
 
     /// Up to `limit` escalated incidents, neither resolved nor
     /// acknowledged, whose highest level notified was queued at least
-    /// `after` ago, of tenants that have channels at a higher level.
+    /// `after` ago or failed on every channel, of tenants that have
+    /// channels at a higher level.
     ///
     /// # Errors
     /// On database failure.
@@ -105,11 +109,17 @@ impl Store {
                  SELECT tenant_id, incident_id, max(level) AS level, max(created_at) AS at
                  FROM notifications WHERE type = 'incident.escalated'
                  GROUP BY tenant_id, incident_id
+             ), judged AS (
+                 SELECT x.*, NOT EXISTS (
+                     SELECT 1 FROM notifications m
+                     WHERE m.incident_id = x.incident_id AND m.level = x.level
+                       AND m.type = 'incident.escalated' AND m.status <> 'FAILED') AS failed
+                 FROM notified x
              )
-             SELECT x.tenant_id, x.incident_id, x.level
-             FROM notified x JOIN incidents i ON i.id = x.incident_id
+             SELECT x.tenant_id, x.incident_id, x.level, x.failed
+             FROM judged x JOIN incidents i ON i.id = x.incident_id
              WHERE i.status <> 'RESOLVED' AND i.acknowledged_at IS NULL
-               AND x.at <= now() - make_interval(secs => $1)
+               AND (x.failed OR x.at <= now() - make_interval(secs => $1))
                AND EXISTS (SELECT 1 FROM channels c
                            WHERE c.tenant_id = x.tenant_id AND c.deleted_at IS NULL
                              AND c.level > x.level)

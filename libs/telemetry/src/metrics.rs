@@ -140,6 +140,9 @@ pub struct Metrics {
     pub notifications: Family<NotificationLabels, Counter>,
     /// How long each notification POST took, answered or not.
     pub notification_seconds: Histogram,
+    /// Escalations sent on to the next level because every channel of
+    /// theirs failed.
+    pub notification_fallbacks: Counter,
     /// Actions by kind and status, as the database holds them (the
     /// coordinator counts them).
     pub actions: Family<ActionLabels, Gauge>,
@@ -221,6 +224,7 @@ impl Metrics {
             callback_seconds: latency(),
             notifications: Family::default(),
             notification_seconds: latency(),
+            notification_fallbacks: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -367,6 +371,11 @@ impl Metrics {
             "notification_seconds",
             "Time each POST to a notification channel took",
             m.notification_seconds.clone(),
+        );
+        registry.register(
+            "notification_fallbacks",
+            "Escalations sent on to the next level of channels because every channel of theirs failed",
+            m.notification_fallbacks.clone(),
         );
         Self { registry, ..m }
     }

@@ -1,5 +1,6 @@
 //! Escalation levels: an incident nobody acknowledged in time goes on to
-//! the next level of channels; an acknowledgement stops it.
+//! the next level of channels, and so does one whose level failed on every
+//! channel (a fallback); an acknowledgement stops it.
 
 use std::time::Duration;
 
@@ -146,5 +147,40 @@ async fn the_cli_adds_a_channel_at_a_level_and_acknowledges() {
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(second.got().is_empty(), "level 2 not told");
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_level_that_keeps_failing_falls_back_to_the_next_at_once() {
+    let sys = System::start_all(&[
+        ("AWFDRS__NOTIFICATIONS__ESCALATE_AFTER_MS", "600000"),
+        ("AWFDRS__NOTIFICATIONS__MAX_TRIES", "2"),
+    ])
+    .await;
+    let (_, key) = sys.tenant("acme").await;
+    let (broken, backup) = (
+        Receiver::start(&[(500, None), (500, None), (500, None)]).await,
+        Receiver::start(&[]).await,
+    );
+    let (broken_id, _) = add_channel(&sys, &key, at_level("oncall", &broken.url, 1)).await;
+    let (backup_id, _) = add_channel(&sys, &key, at_level("backup", &backup.url, 2)).await;
+    fail(&sys, &key, "order-1", "checkout", "invalid_api_key").await;
+    settled(&sys, broken_id, "FAILED").await;
+    assert_eq!(broken.got().len(), 2, "max_tries tries");
+    let got = backup.wait_for(1).await;
+    let body = got[0].json();
+    assert_eq!(body["level"], 2);
+    assert!(
+        body["reason"].as_str().unwrap().contains("fallback"),
+        "{body}"
+    );
+    settled(&sys, backup_id, "DELIVERED").await;
+    let metrics = sys.ctx.metrics.render();
+    assert!(
+        metrics.contains("awfdrs_notification_fallbacks_total 1"),
+        "{metrics}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(backup.got().len(), 1, "once");
     sys.stop().await;
 }
