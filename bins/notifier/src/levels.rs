@@ -16,7 +16,7 @@ use awfdrs_store::{LevelDue, StoreError};
 use awfdrs_telemetry::TaskHealth;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::recipients;
 
@@ -33,25 +33,19 @@ pub(crate) async fn run(
     stop: CancellationToken,
 ) {
     let after = Duration::from_millis(ctx.config.notifications.escalate_after_ms);
-    while !stop.is_cancelled() {
-        match round(&ctx, after).await {
-            Ok(queued) => {
-                health.ok();
-                if queued > 0 {
-                    wake.notify_one();
-                }
+    awfdrs_runtime::rounds::every(
+        PERIOD,
+        "escalate to the next level",
+        health,
+        stop,
+        || async {
+            if round(&ctx, after).await? > 0 {
+                wake.notify_one();
             }
-            Err(e) => {
-                warn!(error = %e, "escalating to the next level failed; trying again");
-                health.degraded(format!("cannot escalate to the next level: {e}"));
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(PERIOD) => {}
-        }
-    }
-    info!("escalation levels stopped");
+            Ok::<_, StoreError>(())
+        },
+    )
+    .await;
 }
 
 async fn round(ctx: &Context, after: Duration) -> Result<usize, StoreError> {

@@ -39,25 +39,19 @@ pub(crate) async fn run(
     health: TaskHealth,
     stop: CancellationToken,
 ) {
-    while !stop.is_cancelled() {
-        match round(&ctx).await {
-            Ok(queued) => {
-                health.ok();
-                if queued > 0 {
-                    wake.notify_one();
-                }
+    awfdrs_runtime::rounds::every(
+        PERIOD,
+        "queue resolved notifications",
+        health,
+        stop,
+        || async {
+            if round(&ctx).await? > 0 {
+                wake.notify_one();
             }
-            Err(e) => {
-                warn!(error = %e, "queuing resolved notifications failed; trying again");
-                health.degraded(format!("cannot queue resolved notifications: {e}"));
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => break,
-            () = tokio::time::sleep(PERIOD) => {}
-        }
-    }
-    info!("resolved notifications stopped");
+            Ok::<_, StoreError>(())
+        },
+    )
+    .await;
 }
 
 /// One round; returns how many notifications it queued.
