@@ -9,6 +9,7 @@
 
 mod channels;
 mod delivery;
+mod kills;
 mod levels;
 mod support;
 mod tries;
