@@ -63,3 +63,56 @@ pub fn escalated(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn channel(name: &str, level: i32, min: &str) -> Channel {
+        Channel {
+            id: Uuid::now_v7(),
+            tenant_id: Uuid::nil(),
+            name: name.to_owned(),
+            kind: "webhook".to_owned(),
+            url: "https://example.com/".to_owned(),
+            min_severity: min.to_owned(),
+            routing_key: None,
+            level,
+            position: 0,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn names(chosen: &[&Channel]) -> Vec<String> {
+        chosen.iter().map(|c| c.name.clone()).collect()
+    }
+
+    #[test]
+    fn the_lowest_level_that_takes_the_severity_is_chosen() {
+        let channels = [
+            channel("a", 1, "critical"),
+            channel("b", 2, "low"),
+            channel("c", 2, "high"),
+            channel("d", 4, "low"),
+        ];
+        assert_eq!(
+            names(&first_level(&channels, Severity::Critical, None)),
+            ["a"]
+        );
+        // Level 1 does not take a medium incident: level 2 is the first.
+        assert_eq!(
+            names(&first_level(&channels, Severity::Medium, None)),
+            ["b"]
+        );
+        assert_eq!(
+            names(&first_level(&channels, Severity::High, Some(1))),
+            ["b", "c"]
+        );
+        assert_eq!(
+            names(&first_level(&channels, Severity::Low, Some(2))),
+            ["d"]
+        );
+        assert!(first_level(&channels, Severity::Low, Some(4)).is_empty());
+    }
+}
