@@ -59,10 +59,12 @@ pub(crate) async fn remediation_refused(h: &H) -> Result<(), String> {
             Body::Json(body),
         ));
     }
-    // The channels: hostile ids and bodies.
+    // The channels: hostile ids and bodies; acknowledging hostile ids.
     for id in ["%00", "%0D%0A", "x%0Ay", huge.as_str()] {
         let path = format!("/api/v1/channels/{id}");
         requests.push((reqwest::Method::DELETE, path, Body::None));
+        let path = format!("/api/v1/incidents/{id}/acknowledge");
+        requests.push((reqwest::Method::POST, path, Body::Json(json!({}))));
     }
     let url = "http://127.0.0.1:9/hook";
     for body in [
