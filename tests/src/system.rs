@@ -19,6 +19,7 @@ enum Stages {
     Analyzer,
     Coordinator,
     Scheduler,
+    Notifier,
 }
 
 /// A running system: gateway and detector in-process.
@@ -58,7 +59,7 @@ impl System {
 
     /// Starts every worker in one process, as `awfdrs up` does.
     pub async fn start_all(extra: &[(&str, &str)]) -> Self {
-        Self::start_workers(extra, 1, Stages::Scheduler).await
+        Self::start_workers(extra, 1, Stages::Notifier).await
     }
 
     async fn start_workers(extra: &[(&str, &str)], detectors: usize, upto: Stages) -> Self {
@@ -91,6 +92,9 @@ impl System {
             }
             if upto >= Stages::Scheduler && i == 0 {
                 awfdrs_scheduler::start(&process).await.expect("scheduler");
+            }
+            if upto >= Stages::Notifier && i == 0 {
+                awfdrs_notifier::start(&process).await.expect("notifier");
             }
             tasks.push(tokio::spawn(process.run()));
         }

@@ -163,18 +163,20 @@ fn kv_watches(scrape: &str, bucket: &str) -> Option<i64> {
 async fn every_start_path_holds_one_breakers_watch_and_drains_on_sigterm() {
     let world = World::new().await;
     let ctx = world.context(&[]).await;
-    let paths: [(&str, &[&str]); 11] = [
+    let paths: [(&str, &[&str]); 13] = [
         ("awfdrs", &["up"]),
         ("awfdrs", &["worker", "gateway"]),
         ("awfdrs", &["worker", "detector"]),
         ("awfdrs", &["worker", "analyzer"]),
         ("awfdrs", &["worker", "coordinator"]),
         ("awfdrs", &["worker", "scheduler"]),
+        ("awfdrs", &["worker", "notifier"]),
         ("gateway", &[]),
         ("detector", &[]),
         ("analyzer", &[]),
         ("coordinator", &[]),
         ("scheduler", &[]),
+        ("notifier", &[]),
     ];
     for (program, args) in paths {
         let what = format!("{program} {}", args.join(" "));

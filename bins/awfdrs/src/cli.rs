@@ -10,6 +10,7 @@ use crate::admin::AdminCommand;
 use crate::bench::BenchArgs;
 use crate::breakers::BreakersCommand;
 use crate::callbacks::CallbacksCommand;
+use crate::channels::ChannelsCommand;
 use crate::demo::DemoArgs;
 use crate::dlq::DlqCommand;
 use crate::events::EventsCommand;
@@ -74,6 +75,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CallbacksCommand,
     },
+    /// Add, list or remove a tenant's notification channels.
+    Channels {
+        #[command(subcommand)]
+        command: ChannelsCommand,
+    },
     /// Print or set a tenant's remediation mode (auto, approve, shadow, off).
     Mode(ModeArgs),
     /// Pause automatic retries (of a tenant, or of every tenant).
@@ -116,6 +122,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { command } => crate::dlq::run(load(file, None)?, command).await,
         Command::Actions { command } => crate::remedy::actions(load(file, None)?, command).await,
         Command::Callbacks { command } => crate::callbacks::run(load(file, None)?, command).await,
+        Command::Channels { command } => crate::channels::run(load(file, None)?, command).await,
         Command::Mode(args) => crate::remedy::mode(load(file, None)?, args).await,
         Command::Pause(args) => crate::remedy::pause(load(file, None)?, args, true).await,
         Command::Resume(args) => crate::remedy::pause(load(file, None)?, args, false).await,
@@ -175,13 +182,19 @@ mod tests {
             "incidents list",
             "incidents show",
             "incidents explain",
+            "incidents ack",
             "actions",
             "actions list",
             "actions approve",
             "actions cancel",
+            "actions approve",
             "callbacks",
             "callbacks set",
             "callbacks remove",
+            "channels",
+            "channels add",
+            "channels list",
+            "channels remove",
             "mode",
             "pause",
             "resume",
@@ -208,6 +221,7 @@ mod tests {
             "worker analyzer",
             "worker coordinator",
             "worker scheduler",
+            "worker notifier",
             "migrate",
             "tenants create acme",
             "tenants list",
@@ -224,6 +238,12 @@ mod tests {
             "actions cancel 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --reason duplicate",
             "callbacks set checkout https://hooks.example.com/retry --tenant acme",
             "callbacks remove checkout --tenant acme",
+            "channels add oncall https://hooks.example.com/awfdrs --tenant acme",
+            "channels add pager https://events.pagerduty.com/v2/enqueue --tenant acme --kind pagerduty --routing-key R0UT1NG --min-severity high",
+            "channels list --tenant acme",
+            "channels add boss https://hooks.example.com/boss --tenant acme --level 2",
+            "incidents ack 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70",
+            "channels remove 0191a9c4-7d3e-7c2a-9f1e-2b3c4d5e6f70 --tenant acme",
             "mode --tenant acme",
             "mode --tenant acme shadow",
             "pause --reason incident-review",
@@ -252,7 +272,7 @@ mod tests {
     #[test]
     fn a_wrong_worker_or_a_missing_reason_is_refused() {
         for line in [
-            "worker notifier",
+            "worker mailer",
             "breakers open stripe",
             "tenants create",
             "incidents show not-an-id",

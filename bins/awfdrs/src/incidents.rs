@@ -32,6 +32,12 @@ pub enum IncidentsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Acknowledge an escalated incident: no further escalation level is
+    /// told of it.
+    Ack {
+        /// The incident's id.
+        id: Uuid,
+    },
     /// Why the analyzer decided what it did about an incident: the
     /// classification and its rule, the root cause with its evidence and the
     /// rejected alternative, similar incidents, the recommendation.
@@ -61,6 +67,7 @@ pub async fn run(config: Config, command: IncidentsCommand) -> anyhow::Result<()
             json,
         } => list(&config, tenant, status, limit, json).await,
         IncidentsCommand::Show { id, json } => show(&config, id, json).await,
+        IncidentsCommand::Ack { id } => ack(&config, id).await,
         IncidentsCommand::Explain {
             id,
             tenant,
@@ -68,6 +75,21 @@ pub async fn run(config: Config, command: IncidentsCommand) -> anyhow::Result<()
             json,
         } => explain(&config, id, tenant, wait, json).await,
     }
+}
+
+async fn ack(config: &Config, id: Uuid) -> anyhow::Result<()> {
+    let store = crate::connect::store(config).await?;
+    let by = format!(
+        "operator:{}",
+        std::env::var("USER").unwrap_or_else(|_| "cli".to_owned())
+    );
+    match store.acknowledge_incident(None, id, &by).await {
+        Ok(true) => println!("incident {id} acknowledged by {by}"),
+        Ok(false) => println!("incident {id} was already acknowledged"),
+        Err(awfdrs_store::StoreError::NotFound) => anyhow::bail!("no incident {id}"),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 async fn list(

@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod breakers;
 mod callbacks;
+mod channels;
 mod cli;
 mod connect;
 mod demo;

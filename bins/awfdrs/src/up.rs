@@ -32,6 +32,7 @@ pub enum Worker {
     Analyzer,
     Coordinator,
     Scheduler,
+    Notifier,
 }
 
 /// Applies the migrations and declares the JetStream topology.
@@ -60,6 +61,7 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
     awfdrs_analyzer::start(&harness).await?;
     awfdrs_coordinator::start(&harness).await?;
     awfdrs_scheduler::start(&harness).await?;
+    awfdrs_notifier::start(&harness).await?;
     harness.run().await
 }
 
@@ -87,6 +89,10 @@ pub async fn worker(config: Config, name: Worker) -> anyhow::Result<()> {
         Worker::Scheduler => {
             harness.serve_ops().await?;
             awfdrs_scheduler::start(&harness).await?;
+        }
+        Worker::Notifier => {
+            harness.serve_ops().await?;
+            awfdrs_notifier::start(&harness).await?;
         }
     }
     harness.run().await

@@ -13,6 +13,7 @@
 
 mod auth;
 mod callbacks;
+mod channels;
 mod ingest;
 mod openapi;
 mod ops;
@@ -95,11 +96,14 @@ fn api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .routes(routes!(ops::list_incidents))
         .routes(routes!(ops::get_incident))
         .routes(routes!(ops::resolve_incident))
+        .routes(routes!(ops::acknowledge_incident))
         .routes(routes!(remedy::list_actions))
         .routes(routes!(remedy::cancel_action))
         .routes(routes!(remedy::approve_action))
         .routes(routes!(remedy::get_mode, remedy::put_mode))
         .routes(routes!(callbacks::put_callback, callbacks::delete_callback))
+        .routes(routes!(channels::add_channel, channels::list_channels))
+        .routes(routes!(channels::remove_channel))
         .routes(routes!(ops::list_breakers))
         .routes(routes!(ops::reset_breaker))
         .routes(routes!(openapi::serve))
@@ -214,10 +218,13 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         "/api/v1/incidents" => "/api/v1/incidents",
         "/api/v1/incidents/{id}" => "/api/v1/incidents/{id}",
         "/api/v1/incidents/{id}/resolve" => "/api/v1/incidents/{id}/resolve",
+        "/api/v1/incidents/{id}/acknowledge" => "/api/v1/incidents/{id}/acknowledge",
         "/api/v1/actions" => "/api/v1/actions",
         "/api/v1/actions/{id}/cancel" => "/api/v1/actions/{id}/cancel",
         "/api/v1/mode" => "/api/v1/mode",
         "/api/v1/workflows/{workflow_id}/callback" => "/api/v1/workflows/{workflow_id}/callback",
+        "/api/v1/channels" => "/api/v1/channels",
+        "/api/v1/channels/{id}" => "/api/v1/channels/{id}",
         "/api/v1/breakers" => "/api/v1/breakers",
         "/api/v1/breakers/{vendor}/reset" => "/api/v1/breakers/{vendor}/reset",
         "/api/v1/openapi.json" => "/api/v1/openapi.json",

@@ -196,6 +196,43 @@ pub(crate) async fn resolve_incident(
     result.into_response()
 }
 
+/// An operator acknowledges an escalated incident: no further escalation
+/// level is told of it. Acknowledging it again changes nothing.
+#[utoipa::path(
+    post, path = "/api/v1/incidents/{id}/acknowledge", tag = "incidents",
+    params(("id" = String, Path, description = "The incident's id")),
+    responses(
+        (status = 200, description = "The incident, with `acknowledged_at` and `acknowledged_by`", body = schema::IncidentDetail),
+        (status = 401, description = "No key or a bad key", content_type = "application/problem+json", body = schema::Problem),
+        (status = 404, description = "No such incident for the caller", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The database cannot be reached (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn acknowledge_incident(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = auth::caller(&state, &headers).await?;
+        let id = incident_id(id)?;
+        let by = match &caller {
+            auth::Caller::Tenant(t) => format!("operator:{}", t.slug),
+            auth::Caller::Admin => "operator:admin".to_owned(),
+        };
+        state
+            .ctx()
+            .store
+            .acknowledge_incident(caller.scope(), id, &by)
+            .await
+            .map_err(store_problem)?;
+        Ok::<_, Problem>(axum::Json(incident_body(&state, &caller, id).await?))
+    }
+    .await;
+    result.into_response()
+}
+
 fn incident_id(id: Result<Path<String>, PathRejection>) -> Result<Uuid, Problem> {
     let Path(id) = id.map_err(|e| Problem::bad_request(e.body_text()))?;
     Uuid::parse_str(&id).map_err(|_| Problem::not_found(format!("no incident {id:?}")))

@@ -147,13 +147,24 @@ pub struct SchedulerConfig {
     pub callback_max_tries: u32,
 }
 
-/// Outbound deliveries to tenants' URLs (workflow callbacks).
+/// Outbound deliveries to tenants' URLs (workflow callbacks) and the
+/// notifier's channels.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationsConfig {
     /// Whether a target may resolve to a loopback, private or link-local
     /// address (local runs and tests; never in production).
     pub allow_private_targets: bool,
+    /// Escalations per fetch, and how long to wait for a batch to fill.
+    pub batch_size: usize,
+    pub linger_ms: u64,
+    /// How long one POST to a channel may take.
+    pub timeout_ms: u64,
+    /// Tries of a notification before it is recorded `FAILED`.
+    pub max_tries: u32,
+    /// How long an escalated incident waits for an acknowledgement before
+    /// the next level of channels is told.
+    pub escalate_after_ms: u64,
 }
 
 /// The outbox relay every worker with an outbox runs.

@@ -151,6 +151,26 @@ impl Config {
             "must be between 100 and 300000",
         );
         check(
+            (1..=10_000).contains(&self.notifications.batch_size),
+            "notifications.batch_size",
+            "must be between 1 and 10000",
+        );
+        check(
+            (100..=300_000).contains(&self.notifications.timeout_ms),
+            "notifications.timeout_ms",
+            "must be between 100 and 300000",
+        );
+        check(
+            self.notifications.escalate_after_ms >= 100,
+            "notifications.escalate_after_ms",
+            "must be at least 100",
+        );
+        check(
+            (1..=100).contains(&self.notifications.max_tries),
+            "notifications.max_tries",
+            "must be between 1 and 100",
+        );
+        check(
             (1..=100).contains(&self.scheduler.callback_max_tries),
             "scheduler.callback_max_tries",
             "must be between 1 and 100",

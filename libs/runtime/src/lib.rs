@@ -16,6 +16,7 @@ mod context;
 mod dead_letters;
 mod harness;
 mod ops;
+pub mod outbound;
 mod relay;
 pub mod rounds;
 mod signals;

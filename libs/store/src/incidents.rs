@@ -71,6 +71,11 @@ pub struct IncidentDetail {
     #[serde(flatten)]
     pub incident: Incident,
     pub timeline: Vec<Transition>,
+    /// Who acknowledged it, and when (no further escalation level is told).
+    #[serde(flatten)]
+    pub acknowledgement: crate::Acknowledgement,
+    /// Its notifications to the tenant's channels.
+    pub notifications: Vec<crate::NotificationSummary>,
 }
 
 /// Filters of an incident list. `tenant` None means every tenant (admin).
@@ -143,7 +148,14 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let timeline = timeline.into_iter().map(Transition::from).collect();
-        Ok(IncidentDetail { incident, timeline })
+        let notifications = self.incident_notifications(incident.tenant_id, id).await?;
+        let acknowledgement = self.acknowledgement(incident.tenant_id, id).await?;
+        Ok(IncidentDetail {
+            incident,
+            timeline,
+            acknowledgement,
+            notifications,
+        })
     }
 
     /// The number of events persisted for a tenant (tests, benchmarks).

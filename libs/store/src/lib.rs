@@ -12,6 +12,7 @@ mod arbiter;
 #[cfg(feature = "bench")]
 mod bench;
 mod callbacks;
+mod channels;
 mod dead_letters;
 mod decisions;
 mod detect;
@@ -19,7 +20,9 @@ mod error;
 mod holds;
 mod incidents;
 mod ingest;
+mod levels;
 mod modes;
+mod notifications;
 mod operate;
 mod outbox;
 mod probes;
@@ -43,13 +46,19 @@ pub use bench::{
     BareRow, BenchActionTimes, BenchDatabase, BenchTally, PastIncidentSeed, PastKind, SeedIncidents,
 };
 pub use callbacks::{Callback, CallbackTry, DueDelivery, TryOutcome};
+pub use channels::{Channel, NewChannel};
 pub use dead_letters::{DeadLetterRecord, DeadLetterSummary, NewDeadLetter};
 pub use detect::{DetectBatch, DetectOutcome, DetectSettings, NewEvent, OpenedIncident};
 pub use error::{DbFailure, StoreError};
 pub use holds::HeldRetry;
 pub use incidents::{Incident, IncidentDetail, IncidentFilter, Page, Transition};
 pub use ingest::{Claimed, KeyClaim, Reservation};
+pub use levels::{Acknowledgement, LevelDue};
 pub use modes::TenantMode;
+pub use notifications::{
+    DueNotification, NewNotification, NotificationSummary, NotificationTry, ResolvedToNotify,
+    notification_id,
+};
 pub use operate::ActionFilter;
 pub use outbox::OutboxRow;
 pub use safety::{

@@ -13,8 +13,8 @@ pub use health::{Health, TaskHealth, TaskState};
 
 pub use metrics::{
     ActionLabels, BreakerTransitionLabels, BucketLabels, ConsumerLabels, ConsumerOutcomeLabels,
-    HardLimitLabels, HttpLabels, KvWatchOpen, Metrics, OutcomeLabels, RateLimitLabels,
-    RejectLabels, SourceLabels, VendorLabels,
+    HardLimitLabels, HttpLabels, KvWatchOpen, Metrics, NotificationLabels, OutcomeLabels,
+    RateLimitLabels, RejectLabels, SourceLabels, VendorLabels,
 };
 
 use awfdrs_config::LogFormat;

@@ -69,6 +69,14 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// A notification try's channel kind (`webhook`, `slack`, `pagerduty`)
+/// and outcome (`delivered`, `retried`, `failed`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
 /// A hard retry limit, by its config key name.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HardLimitLabels {
@@ -128,6 +136,13 @@ pub struct Metrics {
     pub callback_deliveries: Family<OutcomeLabels, Counter>,
     /// How long each callback POST took, answered or not.
     pub callback_seconds: Histogram,
+    /// Tries of notifications, by channel kind and outcome.
+    pub notifications: Family<NotificationLabels, Counter>,
+    /// How long each notification POST took, answered or not.
+    pub notification_seconds: Histogram,
+    /// Escalations sent on to the next level because every channel of
+    /// theirs failed.
+    pub notification_fallbacks: Counter,
     /// Actions by kind and status, as the database holds them (the
     /// coordinator counts them).
     pub actions: Family<ActionLabels, Gauge>,
@@ -207,6 +222,9 @@ impl Metrics {
             held_retries: Family::default(),
             callback_deliveries: Family::default(),
             callback_seconds: latency(),
+            notifications: Family::default(),
+            notification_seconds: latency(),
+            notification_fallbacks: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -343,6 +361,21 @@ impl Metrics {
             "callback_seconds",
             "Time each POST to a workflow callback took",
             m.callback_seconds.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Tries of notifications to tenants' channels, by channel kind and outcome (delivered, retried, failed)",
+            m.notifications.clone(),
+        );
+        registry.register(
+            "notification_seconds",
+            "Time each POST to a notification channel took",
+            m.notification_seconds.clone(),
+        );
+        registry.register(
+            "notification_fallbacks",
+            "Escalations sent on to the next level of channels because every channel of theirs failed",
+            m.notification_fallbacks.clone(),
         );
         Self { registry, ..m }
     }

@@ -1,6 +1,6 @@
 //! The remediation routes under hostile input: path ids with NUL, CR/LF or
 //! huge values, garbage filters of the action list, and bad bodies of the
-//! mode. Each is a 4xx problem, never a 5xx.
+//! mode and of a channel. Each is a 4xx problem, never a 5xx.
 
 use serde_json::json;
 
@@ -56,6 +56,33 @@ pub(crate) async fn remediation_refused(h: &H) -> Result<(), String> {
         requests.push((
             reqwest::Method::PUT,
             "/api/v1/mode".to_owned(),
+            Body::Json(body),
+        ));
+    }
+    // The channels: hostile ids and bodies; acknowledging hostile ids.
+    for id in ["%00", "%0D%0A", "x%0Ay", huge.as_str()] {
+        let path = format!("/api/v1/channels/{id}");
+        requests.push((reqwest::Method::DELETE, path, Body::None));
+        let path = format!("/api/v1/incidents/{id}/acknowledge");
+        requests.push((reqwest::Method::POST, path, Body::Json(json!({}))));
+    }
+    let url = "http://127.0.0.1:9/hook";
+    for body in [
+        json!({"name": "a\u{0}b", "kind": "webhook", "url": url}),
+        json!({"name": "a\r\nb", "kind": "webhook", "url": url}),
+        json!({"name": "x".repeat(200_000), "kind": "webhook", "url": url}),
+        json!({"name": "x", "kind": "webhook\u{0}", "url": url}),
+        json!({"name": "x", "kind": "webhook", "url": "http://127.0.0.1/\u{0}"}),
+        json!({"name": "x", "kind": "webhook", "url": format!("http://127.0.0.1/{huge}")}),
+        json!({"name": "x", "kind": "pagerduty", "url": url, "routing_key": "k\r\n"}),
+        json!({"name": "x", "kind": "webhook", "url": url, "min_severity": 5}),
+        json!({"name": "x", "kind": "webhook", "url": url, "extra": 1}),
+        json!(["webhook"]),
+        json!({}),
+    ] {
+        requests.push((
+            reqwest::Method::POST,
+            "/api/v1/channels".to_owned(),
             Body::Json(body),
         ));
     }

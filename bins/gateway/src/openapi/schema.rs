@@ -232,6 +232,36 @@ pub(crate) struct IncidentDetail {
     decisions: Vec<super::decision::Decision>,
     /// The coordinator's actions, oldest first.
     actions: Vec<super::decision::Action>,
+    /// When an operator acknowledged it (no further level is told).
+    acknowledged_at: Option<DateTime<Utc>>,
+    /// Who: `operator:<tenant slug>` or `operator:admin`.
+    acknowledged_by: Option<String>,
+    /// Its notifications to the tenant's channels, oldest first.
+    notifications: Vec<Notification>,
+}
+
+/// One notification of an incident to one of the tenant's channels.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Notification {
+    id: Uuid,
+    channel_id: Uuid,
+    /// The channel's name.
+    channel: String,
+    /// The channel's kind: `webhook`, `slack` or `pagerduty`.
+    kind: String,
+    /// The escalation level (1: the tenant's first channels).
+    level: i32,
+    /// `incident.escalated` or `incident.resolved`.
+    #[serde(rename = "type")]
+    type_: String,
+    /// `PENDING`, `DELIVERED` or `FAILED`.
+    status: String,
+    /// Tries made so far.
+    tries: i32,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    delivered_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
 }
 
 /// One status change of an incident.

@@ -1,4 +1,4 @@
-//! When a callback delivery is tried again: a pure function of the try
+//! When an outbound delivery (a callback, a notification) is tried again: a pure function of the try
 //! number and the receiver's `Retry-After`, so the schedule can be tested
 //! and explained without a clock or a network.
 //!
@@ -19,7 +19,7 @@ const INITIAL: Duration = Duration::from_secs(1);
 /// The longest delay backoff alone makes.
 const MAX_DELAY: Duration = Duration::from_secs(5 * 60);
 /// The longest `Retry-After` honoured.
-pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
 
 fn policy(kind: BackoffKind, initial: Duration, max: Duration, jitter: bool) -> RetryPolicy {
     RetryPolicy {
@@ -37,7 +37,7 @@ fn policy(kind: BackoffKind, initial: Duration, max: Duration, jitter: bool) -> 
 /// The delay after try `tries` (1 for the first) of the delivery `msg_id`,
 /// at least `retry_after` (capped at [`MAX_RETRY_AFTER`]).
 #[must_use]
-pub(crate) fn next_delay(tries: u32, msg_id: &str, retry_after: Option<Duration>) -> Duration {
+pub fn next_delay(tries: u32, msg_id: &str, retry_after: Option<Duration>) -> Duration {
     let base = base_delay(
         &policy(BackoffKind::Exponential, INITIAL, MAX_DELAY, false),
         tries,
@@ -59,7 +59,7 @@ pub(crate) fn next_delay(tries: u32, msg_id: &str, retry_after: Option<Duration>
 /// an HTTP date (a date in the past is no delay). `None` when it is
 /// neither.
 #[must_use]
-pub(crate) fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+pub fn retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));

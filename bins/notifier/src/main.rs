@@ -1,0 +1,25 @@
+//! The notifier worker as its own process.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Tells people of escalated incidents through their channels.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// Configuration file (default: config/awfdrs.yaml when present).
+    #[arg(long, env = "AWFDRS_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = awfdrs_config::Config::from_process_env(cli.config.as_deref(), &[])?;
+    awfdrs_telemetry::init_logging(config.telemetry.log_format);
+    let harness = awfdrs_runtime::Harness::boot(config).await?;
+    harness.serve_ops().await?;
+    awfdrs_notifier::start(&harness).await?;
+    harness.run().await
+}

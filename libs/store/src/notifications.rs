@@ -1,0 +1,290 @@
+//! Notifications of escalated incidents to a tenant's channels, and their
+//! tries. The notifier writes one row per (incident, channel, level, type)
+//! in the transaction that takes an escalation (`ON CONFLICT DO NOTHING`,
+//! so a redelivery makes none twice); its delivery task claims due rows
+//! (`FOR UPDATE SKIP LOCKED`, leased by pushing `next_try_at` forward),
+//! POSTs outside any transaction, then records each try.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{Store, StoreError, TryOutcome, Work};
+
+/// A notification's id: the same (incident, channel, level, type) always
+/// gives the same id.
+#[must_use]
+pub fn notification_id(incident: Uuid, channel: Uuid, level: i32, kind: &str) -> Uuid {
+    Uuid::new_v5(
+        &incident,
+        format!("notification:{channel}:{level}:{kind}").as_bytes(),
+    )
+}
+
+/// A notification to queue.
+#[derive(Debug, Clone)]
+pub struct NewNotification {
+    pub tenant_id: Uuid,
+    pub incident_id: Uuid,
+    pub channel_id: Uuid,
+    pub level: i32,
+    /// `incident.escalated` or `incident.resolved`.
+    pub kind: &'static str,
+    /// The exact JSON POSTed.
+    pub body: String,
+}
+
+impl NewNotification {
+    /// Its id ([`notification_id`]).
+    #[must_use]
+    pub fn id(&self) -> Uuid {
+        notification_id(self.incident_id, self.channel_id, self.level, self.kind)
+    }
+
+    /// Its `webhook-id`, the same on every try.
+    #[must_use]
+    pub fn msg_id(&self) -> String {
+        format!("notification:{}", self.id())
+    }
+}
+
+/// A notification claimed for one try.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DueNotification {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub incident_id: Uuid,
+    pub channel_id: Uuid,
+    /// The channel's kind: `webhook`, `slack` or `pagerduty`.
+    pub kind: String,
+    pub msg_id: String,
+    pub body: String,
+    /// This try's number, 1 for the first.
+    pub tries: i32,
+    /// The channel's URL and secret; `None` once it was removed.
+    pub url: Option<String>,
+    pub secret: Option<String>,
+}
+
+/// One try, as recorded.
+#[derive(Debug, Clone)]
+pub struct NotificationTry {
+    pub started_at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency_ms: Option<u64>,
+    pub error: Option<String>,
+    pub outcome: TryOutcome,
+}
+
+/// A channel told of an incident's escalation that has resolved since,
+/// and has not been told so.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ResolvedToNotify {
+    pub tenant_id: Uuid,
+    pub incident_id: Uuid,
+    pub channel_id: Uuid,
+    pub level: i32,
+}
+
+/// A notification as the incident view shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct NotificationSummary {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    pub channel: String,
+    pub kind: String,
+    pub level: i32,
+    #[serde(rename = "type")]
+    #[sqlx(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    pub tries: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Work {
+    /// Queues `n`; returns whether it is new (false when this notification
+    /// was made before).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn queue_notification(&mut self, n: &NewNotification) -> Result<bool, StoreError> {
+        let queued = sqlx::query(
+            "INSERT INTO notifications (id, tenant_id, incident_id, channel_id, level, type, msg_id, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(n.id())
+        .bind(n.tenant_id)
+        .bind(n.incident_id)
+        .bind(n.channel_id)
+        .bind(n.level)
+        .bind(n.kind)
+        .bind(n.msg_id())
+        .bind(&n.body)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        Ok(queued > 0)
+    }
+}
+
+impl Store {
+    /// Claims up to `limit` due notifications for one try each: their
+    /// `next_try_at` moves `lease` ahead and their try count grows.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn claim_notifications(
+        &self,
+        limit: i64,
+        lease: std::time::Duration,
+    ) -> Result<Vec<DueNotification>, StoreError> {
+        Ok(sqlx::query_as(
+            "WITH due AS (
+                 SELECT id FROM notifications
+                 WHERE status = 'PENDING' AND next_try_at <= now()
+                 ORDER BY next_try_at, id LIMIT $1
+                 FOR UPDATE SKIP LOCKED
+             )
+             UPDATE notifications n
+             SET tries = n.tries + 1, updated_at = now(),
+                 next_try_at = now() + make_interval(secs => $2)
+             FROM due, channels c
+             WHERE n.id = due.id AND c.id = n.channel_id
+             RETURNING n.id, n.tenant_id, n.incident_id, n.channel_id, c.kind, n.msg_id,
+                       n.body, n.tries,
+                       CASE WHEN c.deleted_at IS NULL THEN c.url END AS url,
+                       CASE WHEN c.deleted_at IS NULL THEN c.secret END AS secret",
+        )
+        .bind(limit)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records try `n.tries` of `n` and what follows from it. Returns false
+    /// when the try is no longer this notifier's (its lease ran out and
+    /// another took it), and then records nothing.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn record_notification_try(
+        &self,
+        n: &DueNotification,
+        t: &NotificationTry,
+    ) -> Result<bool, StoreError> {
+        let (status, next, delivered) = match t.outcome {
+            TryOutcome::Delivered => ("DELIVERED", None, Some(Utc::now())),
+            TryOutcome::Retried(at) => ("PENDING", Some(at), None),
+            TryOutcome::Failed => ("FAILED", None, None),
+        };
+        let code = t.status_code.map(i32::from);
+        let latency = t.latency_ms.map(|ms| i32::try_from(ms).unwrap_or(i32::MAX));
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE notifications
+             SET status = $3, next_try_at = coalesce($4, next_try_at), delivered_at = $5,
+                 last_status_code = $6, last_error = $7, updated_at = now()
+             WHERE id = $1 AND tries = $2 AND status = 'PENDING'",
+        )
+        .bind(n.id)
+        .bind(n.tries)
+        .bind(status)
+        .bind(next)
+        .bind(delivered)
+        .bind(code)
+        .bind(&t.error)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO notification_tries
+                 (notification_id, try, started_at, status_code, latency_ms, error, outcome, next_try_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (notification_id, try) DO NOTHING",
+        )
+        .bind(n.id)
+        .bind(n.tries)
+        .bind(t.started_at)
+        .bind(code)
+        .bind(latency)
+        .bind(&t.error)
+        .bind(t.outcome.as_str())
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// When the nearest pending notification is due, if any.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn next_notification_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(next_try_at) FROM notifications WHERE status = 'PENDING'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Up to `limit` channels that were told of an incident's escalation
+    /// (delivered) whose incident is resolved now, and that have no
+    /// `incident.resolved` notification of it yet; removed channels are
+    /// left out.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn resolved_to_notify(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<ResolvedToNotify>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT n.tenant_id, n.incident_id, n.channel_id, n.level
+             FROM notifications n
+             JOIN incidents i ON i.id = n.incident_id
+             JOIN channels c ON c.id = n.channel_id
+             WHERE n.type = 'incident.escalated' AND n.status = 'DELIVERED'
+               AND i.status = 'RESOLVED' AND c.deleted_at IS NULL
+               AND NOT EXISTS (
+                   SELECT 1 FROM notifications r
+                   WHERE r.incident_id = n.incident_id AND r.channel_id = n.channel_id
+                     AND r.level = n.level AND r.type = 'incident.resolved')
+             ORDER BY i.resolved_at, n.incident_id, c.position
+             LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The notifications of `incident`, oldest first.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn incident_notifications(
+        &self,
+        tenant: Uuid,
+        incident: Uuid,
+    ) -> Result<Vec<NotificationSummary>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT n.id, n.channel_id, c.name AS channel, c.kind, n.level, n.type, n.status,
+                    n.tries, n.last_status_code, n.last_error, n.delivered_at, n.created_at
+             FROM notifications n JOIN channels c ON c.id = n.channel_id
+             WHERE n.tenant_id = $1 AND n.incident_id = $2
+             ORDER BY n.created_at, c.position, n.level",
+        )
+        .bind(tenant)
+        .bind(incident)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
