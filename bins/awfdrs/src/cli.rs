@@ -187,7 +187,6 @@ mod tests {
             "actions list",
             "actions approve",
             "actions cancel",
-            "actions approve",
             "callbacks",
             "callbacks set",
             "callbacks remove",
