@@ -42,6 +42,18 @@ pub(crate) async fn run(
     let lease =
         Duration::from_millis(ctx.config.notifications.timeout_ms) + Duration::from_secs(30);
     while !stop.is_cancelled() {
+        // Held back by notify_after and resolved meanwhile: never sent.
+        match ctx.store.cancel_quieted().await {
+            Ok(0) => {}
+            Ok(n) => {
+                ctx.metrics.notifications_suppressed.inc_by(n);
+                info!(
+                    cancelled = n,
+                    "notifications not sent: their incidents resolved first"
+                );
+            }
+            Err(e) => warn!(error = %e, "cannot cancel quieted notifications; trying again"),
+        }
         let wait = match ctx.store.claim_notifications(BATCH, lease).await {
             Ok(due) if !due.is_empty() => {
                 health.ok();

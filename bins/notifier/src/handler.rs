@@ -63,9 +63,13 @@ impl NotifierHandler {
         }
         let channels = store.channels(e.tenant_id).await?;
         let chosen = recipients::first_level(&channels, decision.classification.severity, None);
-        Ok(Ok(recipients::escalated(
-            &chosen, &incident, &decision, &e.reason,
-        )))
+        let mut planned = recipients::escalated(&chosen, &incident, &decision, &e.reason);
+        let not_before = quiet_for(&self.ctx, &decision)
+            .map(|d| chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default());
+        for n in &mut planned {
+            n.not_before = not_before;
+        }
+        Ok(Ok(planned))
     }
 
     /// Queues `planned` in one transaction; returns how many were new.
@@ -128,4 +132,20 @@ impl Handler for NotifierHandler {
         }
         outcomes
     }
+}
+
+/// How long a notification about `decision`'s incident waits, so that a
+/// retry or a recovery can resolve it first: its error code's
+/// `notify_after`, for a retryable incident that is not critical; `None`:
+/// at once.
+fn quiet_for(ctx: &Context, decision: &DecisionV1) -> Option<std::time::Duration> {
+    let c = &decision.classification;
+    if !c.retryable || c.severity == awfdrs_domain::decision::Severity::Critical {
+        return None;
+    }
+    ctx.rules
+        .current()
+        .error_code(&decision.signature_inputs.error_code)
+        .notify_after
+        .filter(|d| !d.is_zero())
 }

@@ -59,6 +59,7 @@ pub fn escalated(
                 level: c.level,
                 kind: ESCALATED,
                 body: bodies::body(c, &facts).to_string(),
+                not_before: None,
             }
         })
         .collect()

@@ -116,6 +116,7 @@ async fn notify_incident(
                 level: r.level,
                 kind: RESOLVED,
                 body: bodies::body(channel, &facts).to_string(),
+                not_before: None,
             })
         })
         .collect();

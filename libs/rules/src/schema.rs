@@ -51,6 +51,16 @@ pub struct ErrorRule {
     /// the tenant's mode applies. Absent: the tenant's mode alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<Mode>,
+    /// How long a notification about an escalated incident of this code
+    /// waits before it is sent, when the incident is retryable: one that a
+    /// retry or a recovery resolves meanwhile sends nothing. A critical
+    /// one goes at once, whatever this says. Absent: at once.
+    #[serde(
+        default,
+        with = "awfdrs_safety::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub notify_after: Option<Duration>,
 }
 
 impl ErrorRule {
@@ -66,6 +76,7 @@ impl ErrorRule {
             description: "unknown error code: not retried until a rule says it is safe".to_owned(),
             open_after: None,
             mode: None,
+            notify_after: None,
         }
     }
 }

@@ -32,6 +32,9 @@ pub struct NewNotification {
     pub kind: &'static str,
     /// The exact JSON POSTed.
     pub body: String,
+    /// Not sent before this (the error code's `notify_after`); `None`: at
+    /// once.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 impl NewNotification {
@@ -113,8 +116,9 @@ impl Work {
     /// On database failure.
     pub async fn queue_notification(&mut self, n: &NewNotification) -> Result<bool, StoreError> {
         let queued = sqlx::query(
-            "INSERT INTO notifications (id, tenant_id, incident_id, channel_id, level, type, msg_id, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO notifications (id, tenant_id, incident_id, channel_id, level, type, msg_id, body,
+                                        next_try_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
              ON CONFLICT DO NOTHING",
         )
         .bind(n.id())
@@ -125,6 +129,7 @@ impl Work {
         .bind(n.kind)
         .bind(n.msg_id())
         .bind(&n.body)
+        .bind(n.not_before)
         .execute(self.conn())
         .await?
         .rows_affected();
@@ -133,6 +138,27 @@ impl Work {
 }
 
 impl Store {
+    /// Cancels the escalated notifications never tried whose incident has
+    /// resolved meanwhile (held back by `notify_after`), saying why; returns
+    /// how many.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn cancel_quieted(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE notifications n
+             SET status = 'CANCELLED', updated_at = now(),
+                 last_error = 'not sent: the incident resolved (by '
+                              || coalesce(i.resolved_by, 'unknown') || ') within notify_after'
+             FROM incidents i
+             WHERE i.id = n.incident_id AND i.status = 'RESOLVED'
+               AND n.status = 'PENDING' AND n.tries = 0 AND n.type = 'incident.escalated'",
+        )
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Claims up to `limit` due notifications for one try each: their
     /// `next_try_at` moves `lease` ahead and their try count grows.
     ///

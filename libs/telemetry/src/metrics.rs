@@ -143,6 +143,9 @@ pub struct Metrics {
     /// Escalations sent on to the next level because every channel of
     /// theirs failed.
     pub notification_fallbacks: Counter,
+    /// Notifications held back by `notify_after` and not sent: their
+    /// incidents resolved first.
+    pub notifications_suppressed: Counter,
     /// Actions by kind and status, as the database holds them (the
     /// coordinator counts them).
     pub actions: Family<ActionLabels, Gauge>,
@@ -225,6 +228,7 @@ impl Metrics {
             notifications: Family::default(),
             notification_seconds: latency(),
             notification_fallbacks: Counter::default(),
+            notifications_suppressed: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -376,6 +380,11 @@ impl Metrics {
             "notification_fallbacks",
             "Escalations sent on to the next level of channels because every channel of theirs failed",
             m.notification_fallbacks.clone(),
+        );
+        registry.register(
+            "notifications_suppressed",
+            "Notifications held back by notify_after and not sent: their incidents resolved first",
+            m.notifications_suppressed.clone(),
         );
         Self { registry, ..m }
     }

@@ -11,5 +11,6 @@ mod channels;
 mod delivery;
 mod kills;
 mod levels;
+mod quiet;
 mod support;
 mod tries;

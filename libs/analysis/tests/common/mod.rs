@@ -59,6 +59,7 @@ pub fn rule(
         description: description.to_owned(),
         open_after: None,
         mode: None,
+        notify_after: None,
     }
 }
 
