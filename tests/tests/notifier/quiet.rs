@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use awfdrs_tests::{System, count, eventually, rules_edited};
+use awfdrs_tests::{System, eventually, rules_edited};
 use chrono::{DateTime, Utc};
 
 use crate::support::{Receiver, add_channel, channel, fail};
