@@ -157,6 +157,43 @@ async fn a_later_failure_of_the_same_run_fails_its_retry_and_the_next_attempt_fo
             .is_err(),
         "a third retry command"
     );
+    // Anyone can publish on the subject: a message naming a retry that did
+    // not fail is dead-lettered, and no decision comes of it.
+    let forged = serde_json::json!({
+        "incident_id": first.incident_id, "tenant_id": escalation.tenant_id, "tenant": "acme",
+        "signature": "s", "workflow_id": "checkout", "error_code": "payment_timeout",
+        "vendor": "stripe", "step": "charge", "reopened": false, "correlation_id": "forged",
+        "failed_retry": {"action_id": uuid::Uuid::new_v4(), "attempt": 7},
+    });
+    sys.ctx
+        .bus
+        .publish(awfdrs_bus::Outgoing {
+            subject: sys.ctx.bus.ns().incident_retry_failed("acme"),
+            msg_id: "forged".into(),
+            correlation_id: None,
+            headers: Vec::new(),
+            payload: bytes::Bytes::from(forged.to_string()),
+        })
+        .await
+        .unwrap();
+    eventually(WAIT, "the forged message dead-lettered", || async {
+        (count(
+            &pool,
+            "SELECT count(*) FROM dead_letters WHERE reason LIKE '%is not retry attempt 7%'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM decisions WHERE body->>'trigger' = 'retry-failed:7'"
+        )
+        .await,
+        0
+    );
     sys.stop().await;
     let _ = std::fs::remove_dir_all(rules);
 }

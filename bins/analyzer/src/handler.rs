@@ -2,8 +2,8 @@
 
 use awfdrs_analysis::{Analyst, LocalAnalyst, Trigger};
 use awfdrs_bus::{Delivery, Handler, Outcome};
-use awfdrs_domain::IncidentOpenedV1;
 use awfdrs_domain::decision::DecisionV1;
+use awfdrs_domain::{ActionStatus, IncidentOpenedV1};
 use awfdrs_runtime::{Context, Relay, outcome_of, retry_transient};
 use awfdrs_store::{NewOutbox, StoreError};
 use chrono::{DateTime, Utc};
@@ -126,6 +126,29 @@ impl AnalyzerHandler {
             }
         };
         let trigger = if let Some(f) = &message.failed_retry {
+            // Only a retry of this incident that is recorded as failed: a
+            // message naming any other is not about a failed retry.
+            let expected = awfdrs_domain::action_id(
+                message.incident_id,
+                awfdrs_domain::decision::ActionKind::Retry,
+                f.attempt,
+            );
+            if f.action_id != expected {
+                return Outcome::Reject(format!(
+                    "action {} is not retry attempt {} of incident {}",
+                    f.action_id, f.attempt, message.incident_id
+                ));
+            }
+            match self.ctx.store.finished_actions(&[f.action_id]).await {
+                Ok(done) if done.contains(&(f.action_id, ActionStatus::Failed)) => {}
+                Ok(_) => {
+                    return Outcome::Reject(format!(
+                        "retry {} of incident {} is not recorded as failed",
+                        f.action_id, message.incident_id
+                    ));
+                }
+                Err(e) => return outcome_of(&e, "the analysis"),
+            }
             Trigger::RetryFailed(f.attempt)
         } else if message.reopened {
             match self.reopen_count(&message).await {

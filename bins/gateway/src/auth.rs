@@ -54,6 +54,16 @@ impl Caller {
             Self::Admin => None,
         }
     }
+
+    /// The caller's tenant, for what belongs to one tenant (`what`: "a
+    /// channel", "the mode"); an admin key is `403`.
+    pub(crate) fn tenant_only(&self, what: &str) -> Result<uuid::Uuid, crate::problem::Problem> {
+        self.scope().ok_or_else(|| {
+            crate::problem::Problem::forbidden(format!(
+                "{what} is a tenant's: use the tenant's key"
+            ))
+        })
+    }
 }
 
 /// The ingestion route a body is read for: it decides the byte limit.

@@ -6,7 +6,6 @@
 //! loopback, private or link-local address unless
 //! `notifications.allow_private_targets` is set.
 
-use awfdrs_domain::FieldError;
 use awfdrs_runtime::targets::check_target;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -14,7 +13,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::ops::store_problem;
 use crate::{AppState, Problem, auth};
@@ -41,23 +39,10 @@ pub(crate) struct CallbackSet {
     updated_at: DateTime<Utc>,
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> Problem {
-    Problem::invalid(vec![FieldError {
-        field: field.into(),
-        reason: reason.into(),
-    }])
-}
-
-fn tenant_of(caller: &auth::Caller) -> Result<Uuid, Problem> {
-    caller
-        .scope()
-        .ok_or_else(|| Problem::forbidden("a callback is a tenant's: use the tenant's key"))
-}
-
 fn workflow_of(path: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
     let Path(workflow) = path.map_err(|e| Problem::bad_request(e.body_text()))?;
     if !awfdrs_domain::is_slug(&workflow) {
-        return Err(invalid(
+        return Err(Problem::invalid_field(
             "workflow_id",
             "must match [a-z0-9][a-z0-9_-]{0,62}",
         ));
@@ -89,13 +74,13 @@ pub(crate) async fn put_callback(
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let tenant = tenant_of(&caller)?;
+        let tenant = caller.tenant_only("a callback")?;
         let workflow = workflow_of(workflow)?;
         let axum::Json(body) = body.map_err(|e| Problem::bad_request(e.body_text()))?;
         let allow_private = state.ctx().config.notifications.allow_private_targets;
         let target = check_target(&body.url, allow_private)
             .await
-            .map_err(|why| invalid("url", why))?;
+            .map_err(|why| Problem::invalid_field("url", why))?;
         let secret = awfdrs_domain::webhook::new_secret();
         let set = state
             .ctx()
@@ -137,7 +122,7 @@ pub(crate) async fn delete_callback(
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let tenant = tenant_of(&caller)?;
+        let tenant = caller.tenant_only("a callback")?;
         let workflow = workflow_of(workflow)?;
         let removed = state
             .ctx()

@@ -9,7 +9,6 @@
 //! characters, at most 2 KiB, and no loopback, private or link-local
 //! address unless `notifications.allow_private_targets` is set.
 
-use awfdrs_domain::FieldError;
 use awfdrs_runtime::targets::check_target;
 use awfdrs_store::{Channel, NewChannel};
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -125,30 +124,23 @@ pub(crate) struct ChannelList {
     items: Vec<ChannelView>,
 }
 
-fn invalid(field: &str, reason: impl Into<String>) -> Problem {
-    Problem::invalid(vec![FieldError {
-        field: field.into(),
-        reason: reason.into(),
-    }])
-}
-
-fn tenant_of(caller: &auth::Caller) -> Result<Uuid, Problem> {
-    caller
-        .scope()
-        .ok_or_else(|| Problem::forbidden("a channel is a tenant's: use the tenant's key"))
-}
-
 /// Checks a short text field: not empty, at most `max` bytes, no control
 /// characters.
 fn check_text(field: &str, value: &str, max: usize) -> Result<(), Problem> {
     if value.trim().is_empty() {
-        return Err(invalid(field, "must not be empty"));
+        return Err(Problem::invalid_field(field, "must not be empty"));
     }
     if value.len() > max {
-        return Err(invalid(field, format!("must be at most {max} bytes")));
+        return Err(Problem::invalid_field(
+            field,
+            format!("must be at most {max} bytes"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
+        return Err(Problem::invalid_field(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -191,34 +183,37 @@ pub(crate) async fn add_channel(
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let tenant = tenant_of(&caller)?;
+        let tenant = caller.tenant_only("a channel")?;
         let axum::Json(body) = body.map_err(|e| match e {
-            JsonRejection::JsonDataError(e) => invalid("body", e.body_text()),
+            JsonRejection::JsonDataError(e) => Problem::invalid_field("body", e.body_text()),
             e => Problem::bad_request(e.body_text()),
         })?;
         check_text("name", &body.name, MAX_NAME)?;
         match (body.kind, body.routing_key.as_deref()) {
             (ChannelKind::Pagerduty, None) => {
-                return Err(invalid(
+                return Err(Problem::invalid_field(
                     "routing_key",
                     "is required for a pagerduty channel",
                 ));
             }
             (ChannelKind::Pagerduty, Some(key)) => check_text("routing_key", key, MAX_ROUTING_KEY)?,
             (_, Some(_)) => {
-                return Err(invalid("routing_key", "is only for a pagerduty channel"));
+                return Err(Problem::invalid_field(
+                    "routing_key",
+                    "is only for a pagerduty channel",
+                ));
             }
             (_, None) => {}
         }
         let level = match body.level {
             None => 1,
             Some(l @ 1..=10) => i32::try_from(l).unwrap_or(1),
-            Some(_) => return Err(invalid("level", "must be between 1 and 10")),
+            Some(_) => return Err(Problem::invalid_field("level", "must be between 1 and 10")),
         };
         let allow_private = state.ctx().config.notifications.allow_private_targets;
         let target = check_target(&body.url, allow_private)
             .await
-            .map_err(|why| invalid("url", why))?;
+            .map_err(|why| Problem::invalid_field("url", why))?;
         let secret = awfdrs_domain::webhook::new_secret();
         let added = state
             .ctx()
@@ -261,7 +256,7 @@ pub(crate) async fn add_channel(
 pub(crate) async fn list_channels(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let tenant = tenant_of(&caller)?;
+        let tenant = caller.tenant_only("a channel")?;
         let channels = state
             .ctx()
             .store
@@ -298,7 +293,7 @@ pub(crate) async fn remove_channel(
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let tenant = tenant_of(&caller)?;
+        let tenant = caller.tenant_only("a channel")?;
         let Path(id) = id.map_err(|e| Problem::bad_request(e.body_text()))?;
         let removed = state
             .ctx()

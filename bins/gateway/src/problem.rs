@@ -107,6 +107,14 @@ impl Problem {
         }
     }
 
+    /// `422` about one field.
+    pub fn invalid_field(field: &str, reason: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }])
+    }
+
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::CONFLICT,

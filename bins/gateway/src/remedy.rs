@@ -1,7 +1,7 @@
 //! The remediation API: actions (list, cancel, approve) and the tenant's
 //! mode, scoped to the caller's tenant.
 
-use awfdrs_domain::{ActionStatus, FieldError};
+use awfdrs_domain::ActionStatus;
 use awfdrs_store::{ActionFilter, StoreError, TenantMode};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -35,13 +35,6 @@ pub(crate) struct ActionQuery {
     /// The `next_cursor` of the previous page.
     #[param(max_length = 1024)]
     cursor: Option<String>,
-}
-
-fn invalid(field: &str, reason: impl Into<String>) -> Problem {
-    Problem::invalid(vec![FieldError {
-        field: field.into(),
-        reason: reason.into(),
-    }])
 }
 
 /// The caller's actions, newest first.
@@ -82,15 +75,18 @@ pub(crate) async fn list_actions(
             .as_deref()
             .map(str::parse::<ActionStatus>)
             .transpose()
-            .map_err(|reason| invalid("status", reason))?;
+            .map_err(|reason| Problem::invalid_field("status", reason))?;
         if let Some(kind) = &q.kind
             && !["retry", "escalate", "hold", "none"].contains(&kind.as_str())
         {
-            return Err(invalid("kind", "must be retry, escalate, hold or none"));
+            return Err(Problem::invalid_field(
+                "kind",
+                "must be retry, escalate, hold or none",
+            ));
         }
         let limit = q.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
-            return Err(invalid("limit", "must be between 1 and 500"));
+            return Err(Problem::invalid_field("limit", "must be between 1 and 500"));
         }
         let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
         let page = state
@@ -225,12 +221,6 @@ pub(crate) struct ModeBody {
     mode: String,
 }
 
-fn tenant_of(caller: &auth::Caller) -> Result<Uuid, Problem> {
-    caller
-        .scope()
-        .ok_or_else(|| Problem::forbidden("the mode is a tenant's: use the tenant's key"))
-}
-
 /// The tenant's remediation mode.
 #[utoipa::path(
     get, path = "/api/v1/mode", tag = "remediation",
@@ -245,7 +235,7 @@ fn tenant_of(caller: &auth::Caller) -> Result<Uuid, Problem> {
 pub(crate) async fn get_mode(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let tenant = tenant_of(&caller)?;
+        let tenant = caller.tenant_only("the mode")?;
         let mode = state
             .ctx()
             .store
@@ -281,7 +271,7 @@ pub(crate) async fn put_mode(
 ) -> Response {
     let result = async {
         let caller = auth::caller(&state, &headers).await?;
-        let tenant = tenant_of(&caller)?;
+        let tenant = caller.tenant_only("the mode")?;
         let axum::Json(body) = body.map_err(|e| Problem::bad_request(e.body_text()))?;
         // An object only: serde would also read the struct from an array.
         if !body.is_object() {
@@ -294,7 +284,10 @@ pub(crate) async fn put_mode(
             ))
         })?;
         if !["auto", "approve", "shadow", "off"].contains(&body.mode.as_str()) {
-            return Err(invalid("mode", "must be auto, approve, shadow or off"));
+            return Err(Problem::invalid_field(
+                "mode",
+                "must be auto, approve, shadow or off",
+            ));
         }
         let store = &state.ctx().store;
         let current = store.tenant_mode(tenant).await.map_err(store_problem)?;
