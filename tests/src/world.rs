@@ -87,6 +87,18 @@ impl World {
             "AWFDRS__NOTIFICATIONS__ALLOW_PRIVATE_TARGETS".into(),
             "true".into(),
         );
+        // Grouping and per-channel rate limits are the notifier tests'
+        // subject where they set them; elsewhere every escalation is its
+        // own notification, sent as soon as it is due.
+        env.insert("AWFDRS__NOTIFICATIONS__GROUP_WINDOW_MS".into(), "0".into());
+        env.insert(
+            "AWFDRS__NOTIFICATIONS__CHANNEL_RATE_PER_MINUTE".into(),
+            "60000".into(),
+        );
+        env.insert(
+            "AWFDRS__NOTIFICATIONS__CHANNEL_BURST".into(),
+            "10000".into(),
+        );
         env.insert(
             "AWFDRS__RULES__DIR".into(),
             concat!(env!("CARGO_MANIFEST_DIR"), "/../config/rules").into(),

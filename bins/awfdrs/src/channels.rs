@@ -49,6 +49,15 @@ pub enum ChannelsCommand {
         /// Its escalation level, 1 (told first) to 10.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10))]
         level: i32,
+        /// Milliseconds its level waits for an acknowledgement before the
+        /// next level is told (1000 to 604800000); default
+        /// `notifications.escalate_after_ms`.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1000..=604_800_000))]
+        escalate_after_ms: Option<i64>,
+        /// The most deliveries per minute it is sent (1 to 6000); default
+        /// `notifications.channel_rate_per_minute`.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=6000))]
+        rate_per_minute: Option<i32>,
     },
     /// List the tenant's channels, in order.
     List {
@@ -108,6 +117,8 @@ pub async fn run(config: Config, command: ChannelsCommand) -> anyhow::Result<()>
             min_severity,
             routing_key,
             level,
+            escalate_after_ms,
+            rate_per_minute,
             ..
         } => {
             if name.trim().is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
@@ -143,6 +154,8 @@ pub async fn run(config: Config, command: ChannelsCommand) -> anyhow::Result<()>
                     min_severity: min_severity.as_str(),
                     routing_key: routing_key.as_deref(),
                     level,
+                    escalate_after_ms,
+                    rate_per_minute,
                 })
                 .await?;
             eprintln!("{} channel {:?} of {slug} added: {}", c.kind, c.name, c.url);

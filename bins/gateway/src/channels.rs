@@ -72,7 +72,22 @@ pub(crate) struct ChannelBody {
     /// before.
     #[schema(minimum = 1, maximum = 10)]
     level: Option<i64>,
+    /// How long, in milliseconds, this channel's level waits for an
+    /// acknowledgement before the next level is told (1 s to 7 days; the
+    /// level's is the least of its channels'). Absent:
+    /// `notifications.escalate_after_ms`.
+    #[schema(minimum = 1000, maximum = 604_800_000)]
+    escalate_after_ms: Option<i64>,
+    /// The most deliveries per minute this channel is sent (1 to 6000);
+    /// more wait their turn. Absent: `notifications.channel_rate_per_minute`.
+    #[schema(minimum = 1, maximum = 6000)]
+    rate_per_minute: Option<i64>,
 }
+
+/// The longest a level may wait for an acknowledgement, in milliseconds.
+const MAX_ESCALATE_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
+/// The highest per-channel rate, per minute.
+const MAX_RATE_PER_MINUTE: i64 = 6000;
 
 /// A channel, as listed (without its secret).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -87,6 +102,10 @@ pub(crate) struct ChannelView {
     routing_key: Option<String>,
     /// Its escalation level, 1 (told first) to 10.
     level: i32,
+    /// Its level's wait for an acknowledgement, if it sets one.
+    escalate_after_ms: Option<i64>,
+    /// Its delivery rate limit, if it sets one.
+    rate_per_minute: Option<i32>,
     /// Its place in the tenant's order.
     position: i64,
     created_at: DateTime<Utc>,
@@ -102,6 +121,8 @@ impl From<Channel> for ChannelView {
             min_severity: c.min_severity,
             routing_key: c.routing_key,
             level: c.level,
+            escalate_after_ms: c.escalate_after_ms,
+            rate_per_minute: c.rate_per_minute,
             position: c.position,
             created_at: c.created_at,
         }
@@ -210,6 +231,25 @@ pub(crate) async fn add_channel(
             Some(l @ 1..=10) => i32::try_from(l).unwrap_or(1),
             Some(_) => return Err(Problem::invalid_field("level", "must be between 1 and 10")),
         };
+        let escalate_after_ms = match body.escalate_after_ms {
+            Some(ms) if !(1000..=MAX_ESCALATE_AFTER_MS).contains(&ms) => {
+                return Err(Problem::invalid_field(
+                    "escalate_after_ms",
+                    format!("must be between 1000 and {MAX_ESCALATE_AFTER_MS}"),
+                ));
+            }
+            ms => ms,
+        };
+        let rate_per_minute = match body.rate_per_minute {
+            None => None,
+            Some(r @ 1..=MAX_RATE_PER_MINUTE) => i32::try_from(r).ok(),
+            Some(_) => {
+                return Err(Problem::invalid_field(
+                    "rate_per_minute",
+                    format!("must be between 1 and {MAX_RATE_PER_MINUTE}"),
+                ));
+            }
+        };
         let allow_private = state.ctx().config.notifications.allow_private_targets;
         let target = check_target(&body.url, allow_private)
             .await
@@ -227,6 +267,8 @@ pub(crate) async fn add_channel(
                 min_severity: severity_str(body.min_severity.unwrap_or(MinSeverity::Low)),
                 routing_key: body.routing_key.as_deref(),
                 level,
+                escalate_after_ms,
+                rate_per_minute,
             })
             .await
             .map_err(store_problem)?;

@@ -9,12 +9,17 @@
 //! anything else is tried again after the backoff (no sooner than a
 //! `Retry-After`) until `notifications.max_tries`, then `FAILED` with its
 //! reason. A channel removed before delivery fails its notification at once.
+//! Each channel takes at most its rate (a GCRA shared by every notifier in
+//! JetStream KV); one over it is given back without a try, due when the
+//! rate lets it go.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use awfdrs_guard::{Decision, RateKey};
 use awfdrs_runtime::Context;
 use awfdrs_runtime::outbound::{self, Answer, Signed};
+use awfdrs_safety::RateLimit;
 use awfdrs_store::{DueNotification, NotificationTry};
 use awfdrs_telemetry::{NotificationLabels, TaskHealth};
 use chrono::Utc;
@@ -101,8 +106,42 @@ fn kind_label(kind: &str) -> &'static str {
     }
 }
 
+/// Whether `n`'s channel may be sent one more now, by its rate limit
+/// (the channel's `rate_per_minute`, or `notifications.channel_rate_per_minute`,
+/// with `notifications.channel_burst`), shared by every notifier through
+/// JetStream KV; if not, `n` is given back, due when it may go.
+async fn admitted(ctx: &Context, n: &DueNotification) -> bool {
+    let c = &ctx.config.notifications;
+    let per_minute = n
+        .rate_per_minute
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(c.channel_rate_per_minute);
+    let limit = RateLimit {
+        retries_per_second: f64::from(per_minute) / 60.0,
+        burst: c.channel_burst,
+    };
+    let key = RateKey::Channel(n.channel_id.to_string());
+    let wait = match ctx.rate_limits.check(&key, &limit).await {
+        Ok(Decision::Allow { .. }) => return true,
+        Ok(Decision::Deny { retry_after }) => retry_after.min(Duration::from_secs(3600)),
+        Err(e) => {
+            warn!(channel = %n.channel_id, error = %e, "cannot check the channel's rate limit; waiting");
+            ERROR_PAUSE
+        }
+    };
+    let at = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+    ctx.metrics.notifications_rate_limited.inc();
+    if let Err(e) = ctx.store.defer_notification(n, at).await {
+        warn!(msg_id = %n.msg_id, error = %e, "could not defer a rate-limited notification; it is tried when its lease ends");
+    }
+    false
+}
+
 /// Tries `n` once and records the outcome.
 async fn deliver(ctx: &Context, client: &reqwest::Client, n: DueNotification) {
+    if n.url.is_some() && !admitted(ctx, &n).await {
+        return;
+    }
     let started = Utc::now();
     let (answer, latency) = match (&n.url, &n.secret) {
         (Some(url), Some(secret)) => {

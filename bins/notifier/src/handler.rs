@@ -5,12 +5,12 @@ use std::sync::Arc;
 use awfdrs_bus::{Delivery, Handler, Outcome};
 use awfdrs_domain::action::EscalationV1;
 use awfdrs_domain::decision::DecisionV1;
-use awfdrs_runtime::{Context, outcome_of, retry_transient};
+use awfdrs_runtime::{Context, outcome_of};
 use awfdrs_store::{NewNotification, StoreError};
 use tokio::sync::Notify;
 use tracing::info;
 
-use crate::recipients;
+use crate::{queue, recipients};
 
 /// Turns escalations into notifications.
 #[derive(Debug)]
@@ -63,30 +63,22 @@ impl NotifierHandler {
         }
         let channels = store.channels(e.tenant_id).await?;
         let chosen = recipients::first_level(&channels, decision.classification.severity, None);
-        let mut planned = recipients::escalated(&chosen, &incident, &decision, &e.reason);
-        let not_before = quiet_for(&self.ctx, &decision)
-            .map(|d| chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default());
+        let group = recipients::group_key(&incident, &decision, &self.ctx.rules.current());
+        let mut planned =
+            recipients::escalated(&chosen, &incident, &decision, &e.reason, group.as_deref());
+        // A grouped one waits for the others of its group; one held by
+        // notify_after waits for a retry to fix it.
+        let wait = quiet_for(&self.ctx, &decision)
+            .into_iter()
+            .chain(group.is_some().then(|| queue::group_wait(&self.ctx)))
+            .max()
+            .filter(|d| !d.is_zero());
+        let not_before =
+            wait.map(|d| chrono::Utc::now() + chrono::Duration::from_std(d).unwrap_or_default());
         for n in &mut planned {
             n.not_before = not_before;
         }
         Ok(Ok(planned))
-    }
-
-    /// Queues `planned` in one transaction; returns how many were new.
-    async fn commit(&self, planned: &[NewNotification]) -> Result<usize, StoreError> {
-        let once = || async {
-            let mut work = self.ctx.store.begin_work().await?;
-            let mut new = 0;
-            for n in planned {
-                if work.queue_notification(n).await? {
-                    new += 1;
-                }
-            }
-            // Notifications are delivered from their rows: no outbox rows.
-            let _none = work.commit().await?;
-            Ok::<_, StoreError>(new)
-        };
-        retry_transient("notification transaction", once).await
     }
 
     async fn handle_one(&self, d: &Delivery) -> Outcome {
@@ -104,7 +96,7 @@ impl NotifierHandler {
             Ok(Err(why)) => return Outcome::Reject(why),
             Err(err) => return outcome_of(&err, "the notifications"),
         };
-        match self.commit(&planned).await {
+        match queue::commit(&self.ctx, &planned).await {
             Ok(new) => {
                 if new > 0 {
                     self.queued.notify_one();
@@ -135,17 +127,15 @@ impl Handler for NotifierHandler {
 }
 
 /// How long a notification about `decision`'s incident waits, so that a
-/// retry or a recovery can resolve it first: its error code's
-/// `notify_after`, for a retryable incident that is not critical; `None`:
-/// at once.
+/// retry or a recovery can resolve it first: for a retryable incident, its
+/// error code's `notify_after`, else its severity's (rules); `None`: at
+/// once, always for a critical one.
 fn quiet_for(ctx: &Context, decision: &DecisionV1) -> Option<std::time::Duration> {
     let c = &decision.classification;
-    if !c.retryable || c.severity == awfdrs_domain::decision::Severity::Critical {
+    if !c.retryable {
         return None;
     }
     ctx.rules
         .current()
-        .error_code(&decision.signature_inputs.error_code)
-        .notify_after
-        .filter(|d| !d.is_zero())
+        .notify_after(&decision.signature_inputs.error_code, c.severity)
 }

@@ -1,6 +1,7 @@
 //! The notifier's `notifier.levels` task: an escalated incident that
 //! nobody acknowledged (`POST /api/v1/incidents/{id}/acknowledge`) within
-//! `notifications.escalate_after_ms` of its latest level, and is not
+//! its latest level's wait (the least `escalate_after_ms` of that level's
+//! channels, else `notifications.escalate_after_ms`), and is not
 //! resolved, is told to the tenant's next level of channels that takes
 //! its severity; so is one whose latest level failed on every channel (a
 //! fallback, at once, counted in `awfdrs_notification_fallbacks_total`).
@@ -51,13 +52,13 @@ pub(crate) async fn run(
 async fn round(ctx: &Context, after: Duration) -> Result<usize, StoreError> {
     let mut queued = 0;
     for due in ctx.store.levels_due(after, BATCH).await? {
-        queued += next_level(ctx, &due, after).await?;
+        queued += next_level(ctx, &due).await?;
     }
     Ok(queued)
 }
 
 /// Queues the next level of `due`; returns how many notifications.
-async fn next_level(ctx: &Context, due: &LevelDue, after: Duration) -> Result<usize, StoreError> {
+async fn next_level(ctx: &Context, due: &LevelDue) -> Result<usize, StoreError> {
     let store = &ctx.store;
     let incident = store
         .incident(Some(due.tenant_id), due.incident_id)
@@ -89,20 +90,13 @@ async fn next_level(ctx: &Context, due: &LevelDue, after: Duration) -> Result<us
     } else {
         format!(
             "not acknowledged within {} s of level {}",
-            after.as_secs_f64(),
+            Duration::from_millis(u64::try_from(due.wait_ms).unwrap_or_default()).as_secs_f64(),
             due.level
         )
     };
-    let planned = recipients::escalated(&chosen, &incident, &decision, &reason);
-    let mut work = store.begin_work().await?;
-    let mut new = 0;
-    for n in &planned {
-        if work.queue_notification(n).await? {
-            new += 1;
-        }
-    }
-    // Notifications are delivered from their rows: no outbox rows.
-    let _none = work.commit().await?;
+    let group = recipients::group_key(&incident, &decision, &ctx.rules.current());
+    let planned = recipients::escalated(&chosen, &incident, &decision, &reason, group.as_deref());
+    let new = crate::queue::commit(ctx, &planned).await?;
     if due.failed && new > 0 {
         ctx.metrics.notification_fallbacks.inc();
     }

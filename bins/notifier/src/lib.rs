@@ -24,6 +24,7 @@ pub mod bodies;
 mod delivery;
 mod handler;
 mod levels;
+mod queue;
 pub mod recipients;
 mod resolutions;
 

@@ -2,7 +2,8 @@
 //! the one already told, for the next level) whose `min_severity` the
 //! incident's severity meets, each with the body its kind takes.
 
-use awfdrs_domain::decision::{DecisionV1, Severity};
+use awfdrs_domain::decision::{CauseKind, DecisionV1, Severity};
+use awfdrs_rules::Rules;
 use awfdrs_store::{Channel, Incident, NewNotification};
 
 use crate::bodies::{self, Facts};
@@ -33,14 +34,31 @@ pub fn first_level(channels: &[Channel], severity: Severity, above: Option<i32>)
     taking.into_iter().filter(|c| c.level == level).collect()
 }
 
+/// The root cause `incident` may share with others, so that they are told
+/// in one notification: its vendor and error code, when the vendor is to
+/// blame (the code's rule says so, or the analysis found the vendor
+/// failing or throttling); `None`: it is told on its own.
+#[must_use]
+pub fn group_key(incident: &Incident, decision: &DecisionV1, rules: &Rules) -> Option<String> {
+    let vendor = incident.vendor.as_deref()?;
+    let at_fault = rules.error_code(&incident.error_code).vendor_fault
+        || matches!(
+            decision.root_cause.hypothesis.kind,
+            CauseKind::VendorOutage | CauseKind::VendorThrottling
+        );
+    at_fault.then(|| format!("vendor:{vendor}:{}", incident.error_code))
+}
+
 /// One `incident.escalated` notification per channel of `chosen`, at the
-/// channel's level.
+/// channel's level; with a `group` key, each may join (or start) a group
+/// of the incidents that share it.
 #[must_use]
 pub fn escalated(
     chosen: &[&Channel],
     incident: &Incident,
     decision: &DecisionV1,
     reason: &str,
+    group: Option<&str>,
 ) -> Vec<NewNotification> {
     chosen
         .iter()
@@ -52,14 +70,25 @@ pub fn escalated(
                 level: c.level,
                 reason,
             };
+            let lead = bodies::body(c, &facts);
+            let (body, lead_body) = match group {
+                Some(_) => (
+                    bodies::grouped(&c.kind, &lead, &[bodies::member(incident)]),
+                    Some(lead.to_string()),
+                ),
+                None => (lead.to_string(), None),
+            };
             NewNotification {
                 tenant_id: incident.tenant_id,
                 incident_id: incident.id,
                 channel_id: c.id,
                 level: c.level,
                 kind: ESCALATED,
-                body: bodies::body(c, &facts).to_string(),
+                body,
                 not_before: None,
+                group_key: group.map(str::to_owned),
+                lead_body,
+                also: Vec::new(),
             }
         })
         .collect()
@@ -80,6 +109,8 @@ mod tests {
             min_severity: min.to_owned(),
             routing_key: None,
             level,
+            escalate_after_ms: None,
+            rate_per_minute: None,
             position: 0,
             created_at: chrono::Utc::now(),
         }

@@ -71,7 +71,9 @@ async fn round(ctx: &Context) -> Result<usize, StoreError> {
     Ok(queued)
 }
 
-/// Queues the resolved notifications of one incident.
+/// Queues the resolved notifications of the escalation notifications
+/// `rows`, all about the first incident `incident` (alone, or with the
+/// others of its group).
 async fn notify_incident(
     ctx: &Context,
     tenant: Uuid,
@@ -98,35 +100,45 @@ async fn notify_incident(
         detail.incident.resolved_by.as_deref().unwrap_or("unknown")
     );
     let channels = store.channels(tenant).await?;
-    let planned: Vec<NewNotification> = rows
-        .iter()
-        .filter_map(|r| {
-            let channel = channels.iter().find(|c| c.id == r.channel_id)?;
-            let facts = Facts {
-                kind: RESOLVED,
-                incident: &detail.incident,
-                decision: &decision,
-                level: r.level,
-                reason: &reason,
-            };
-            Some(NewNotification {
-                tenant_id: tenant,
-                incident_id: incident,
-                channel_id: channel.id,
-                level: r.level,
-                kind: RESOLVED,
-                body: bodies::body(channel, &facts).to_string(),
-                not_before: None,
-            })
-        })
-        .collect();
     let mut work = store.begin_work().await?;
-    let mut new = 0;
-    for n in &planned {
-        if work.queue_notification(n).await? {
-            new += 1;
-        }
+    let mut planned: Vec<NewNotification> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(channel) = channels.iter().find(|c| c.id == r.channel_id) else {
+            continue;
+        };
+        let facts = Facts {
+            kind: RESOLVED,
+            incident: &detail.incident,
+            decision: &decision,
+            level: r.level,
+            reason: &reason,
+        };
+        let lead = bodies::body(channel, &facts);
+        let (body, also) = if r.incident_count > 1 {
+            let members = work.group_members(r.notification_id).await?;
+            let also = members
+                .iter()
+                .map(|m| m.incident_id)
+                .filter(|id| *id != incident)
+                .collect();
+            (bodies::grouped(&channel.kind, &lead, &members), also)
+        } else {
+            (lead.to_string(), Vec::new())
+        };
+        planned.push(NewNotification {
+            tenant_id: tenant,
+            incident_id: incident,
+            channel_id: channel.id,
+            level: r.level,
+            kind: RESOLVED,
+            body,
+            not_before: None,
+            group_key: None,
+            lead_body: None,
+            also,
+        });
     }
+    let (new, _) = crate::queue::queue(&mut work, &planned, Duration::ZERO).await?;
     // Notifications are delivered from their rows: no outbox rows.
     let _none = work.commit().await?;
     if new > 0 {

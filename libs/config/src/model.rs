@@ -163,8 +163,21 @@ pub struct NotificationsConfig {
     /// Tries of a notification before it is recorded `FAILED`.
     pub max_tries: u32,
     /// How long an escalated incident waits for an acknowledgement before
-    /// the next level of channels is told.
+    /// the next level of channels is told, where the level's channels set
+    /// none.
     pub escalate_after_ms: u64,
+    /// Incidents that share a root cause (one vendor at fault, the same
+    /// error code) are told in one notification per channel: the first
+    /// waits `group_wait_ms` for others to join, and a notification not
+    /// yet tried takes those that come within `group_window_ms` of it.
+    /// `group_window_ms: 0` groups nothing.
+    pub group_wait_ms: u64,
+    pub group_window_ms: u64,
+    /// Deliveries per minute a channel is sent at most, where the channel
+    /// sets none, and how many may go back to back; shared by every
+    /// notifier (JetStream KV).
+    pub channel_rate_per_minute: u32,
+    pub channel_burst: u32,
 }
 
 /// The outbox relay every worker with an outbox runs.

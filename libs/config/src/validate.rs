@@ -166,6 +166,26 @@ impl Config {
             "must be at least 100",
         );
         check(
+            self.notifications.group_wait_ms <= 600_000,
+            "notifications.group_wait_ms",
+            "must be at most 600000",
+        );
+        check(
+            self.notifications.group_window_ms <= 86_400_000,
+            "notifications.group_window_ms",
+            "must be at most 86400000",
+        );
+        check(
+            (1..=60_000).contains(&self.notifications.channel_rate_per_minute),
+            "notifications.channel_rate_per_minute",
+            "must be between 1 and 60000",
+        );
+        check(
+            (1..=10_000).contains(&self.notifications.channel_burst),
+            "notifications.channel_burst",
+            "must be between 1 and 10000",
+        );
+        check(
             (1..=100).contains(&self.notifications.max_tries),
             "notifications.max_tries",
             "must be between 1 and 100",

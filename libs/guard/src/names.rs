@@ -36,15 +36,18 @@ pub enum RateKey {
     Tenant(String),
     /// Retries towards one vendor, over all tenants (`vendor.<slug>`).
     Vendor(String),
+    /// Deliveries to one notification channel (`channel.<id>`).
+    Channel(String),
 }
 
 impl RateKey {
-    /// The scope's name in metrics: `tenant` or `vendor`.
+    /// The scope's name in metrics: `tenant`, `vendor` or `channel`.
     #[must_use]
     pub fn scope(&self) -> &'static str {
         match self {
             Self::Tenant(_) => "tenant",
             Self::Vendor(_) => "vendor",
+            Self::Channel(_) => "channel",
         }
     }
 
@@ -53,7 +56,7 @@ impl RateKey {
     /// # Errors
     /// [`GuardError::InvalidName`] when the name is not a slug.
     pub fn key(&self) -> Result<String, GuardError> {
-        let (Self::Tenant(name) | Self::Vendor(name)) = self;
+        let (Self::Tenant(name) | Self::Vendor(name) | Self::Channel(name)) = self;
         if is_slug(name) {
             Ok(self.to_string())
         } else {
@@ -67,6 +70,7 @@ impl fmt::Display for RateKey {
         match self {
             Self::Tenant(t) => write!(f, "tenant.{t}"),
             Self::Vendor(v) => write!(f, "vendor.{v}"),
+            Self::Channel(c) => write!(f, "channel.{c}"),
         }
     }
 }

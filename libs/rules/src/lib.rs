@@ -19,6 +19,7 @@ mod schema;
 mod validate;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use awfdrs_safety::{BreakerSettings, HardLimits, RateLimit, RetryPolicy};
 
@@ -28,7 +29,7 @@ pub use awfdrs_domain::{is_slug, normalize_code};
 pub use error::{RulesError, RulesErrors};
 pub use handle::{DEBOUNCE, RulesHandle, WatchError, spawn_watcher};
 pub use load::RuleSources;
-pub use schema::{Category, ErrorRule, Mode, NO_RETRY, OpenAfter, Severity};
+pub use schema::{Category, ErrorRule, Mode, NO_RETRY, NotifyAfter, OpenAfter, Severity};
 
 /// File name of the error-code rules.
 pub const ERROR_CODES_FILE: &str = "error_codes.yaml";
@@ -59,6 +60,7 @@ pub struct Rules {
     tenant_rate_limit: RateLimit,
     hard_limits: HardLimits,
     approve_min_severity: Severity,
+    notify_after: NotifyAfter,
 }
 
 impl Rules {
@@ -153,5 +155,20 @@ impl Rules {
     #[must_use]
     pub fn approve_min_severity(&self) -> Severity {
         self.approve_min_severity
+    }
+
+    /// How long a notification about an escalated, retryable incident of
+    /// `code` and `severity` waits before it is sent: the code's
+    /// `notify_after`, else the one for its severity. A critical one, and
+    /// a zero wait, go at once (`None`).
+    #[must_use]
+    pub fn notify_after(&self, code: &str, severity: Severity) -> Option<Duration> {
+        if severity == Severity::Critical {
+            return None;
+        }
+        self.error_code(code)
+            .notify_after
+            .or_else(|| self.notify_after.for_severity(severity))
+            .filter(|d| !d.is_zero())
     }
 }

@@ -146,6 +146,7 @@ fn assemble(
         .collect();
     Rules {
         approve_min_severity: codes.approve_min_severity.unwrap_or(crate::Severity::Low),
+        notify_after: codes.notify_after,
         codes: codes.codes.0,
         default_code: codes
             .default

@@ -186,6 +186,45 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
     }
 }
 
+/// How long a notification about an escalated, retryable incident waits
+/// by severity (`error_codes.yaml` `notify_after`), when its code's rule
+/// sets none. There is no `critical`: a critical one goes at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyAfter {
+    #[serde(
+        default,
+        with = "awfdrs_safety::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub low: Option<Duration>,
+    #[serde(
+        default,
+        with = "awfdrs_safety::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub medium: Option<Duration>,
+    #[serde(
+        default,
+        with = "awfdrs_safety::duration::serde_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub high: Option<Duration>,
+}
+
+impl NotifyAfter {
+    /// The wait for `severity`; `None` for critical.
+    #[must_use]
+    pub fn for_severity(&self, severity: Severity) -> Option<Duration> {
+        match severity {
+            Severity::Low => self.low,
+            Severity::Medium => self.medium,
+            Severity::High => self.high,
+            Severity::Critical => None,
+        }
+    }
+}
+
 /// `error_codes.yaml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -194,6 +233,10 @@ pub(crate) struct ErrorCodesFile {
     /// mode; below it they go ahead as in `auto`.
     #[serde(default)]
     pub approve_min_severity: Option<Severity>,
+    /// How long a notification about a retryable incident waits, by
+    /// severity, when its code's rule does not say.
+    #[serde(default)]
+    pub notify_after: NotifyAfter,
     #[serde(default)]
     pub default: Option<ErrorRule>,
     #[serde(default)]

@@ -254,3 +254,44 @@ fn approve_below_the_approval_threshold_is_rejected_as_having_no_effect() {
     let err = load(bad, POLICIES, VENDORS).unwrap_err();
     assert_eq!(err.errors()[0].path, "approve_min_severity");
 }
+
+#[test]
+fn notify_after_is_the_codes_else_the_severitys_and_never_for_critical() {
+    use awfdrs_rules::Severity;
+    use std::time::Duration;
+    let codes = "
+notify_after: { low: 2m, medium: 1m, high: 0s }
+default:
+  severity: medium
+  category: permanent
+  retry_policy: none
+codes:
+  card_declined:
+    severity: low
+    category: permanent
+    retry_policy: none
+    notify_after: 5s
+";
+    let rules = load(codes, POLICIES, VENDORS).unwrap();
+    assert_eq!(
+        rules.notify_after("card_declined", Severity::Low),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        rules.notify_after("unlisted", Severity::Low),
+        Some(Duration::from_secs(120))
+    );
+    assert_eq!(
+        rules.notify_after("unlisted", Severity::Medium),
+        Some(Duration::from_secs(60))
+    );
+    // Zero is at once; so is critical, whatever the code says.
+    assert_eq!(rules.notify_after("unlisted", Severity::High), None);
+    assert_eq!(
+        rules.notify_after("card_declined", Severity::Critical),
+        None
+    );
+    let critical = codes.replace("high: 0s", "critical: 1m");
+    let err = load(&critical, POLICIES, VENDORS).unwrap_err();
+    assert!(err.to_string().contains("critical"), "{err}");
+}

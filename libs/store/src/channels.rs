@@ -28,6 +28,12 @@ pub struct Channel {
     pub routing_key: Option<String>,
     /// Its escalation level, 1 (told first) to 10.
     pub level: i32,
+    /// How long its level waits for an acknowledgement before the next
+    /// level is told; `None`: `notifications.escalate_after_ms`.
+    pub escalate_after_ms: Option<i64>,
+    /// Deliveries per minute it takes at most; `None`:
+    /// `notifications.channel_rate_per_minute`.
+    pub rate_per_minute: Option<i32>,
     /// The channel's place in the tenant's order.
     pub position: i64,
     pub created_at: DateTime<Utc>,
@@ -44,6 +50,8 @@ pub struct NewChannel<'a> {
     pub min_severity: &'a str,
     pub routing_key: Option<&'a str>,
     pub level: i32,
+    pub escalate_after_ms: Option<i64>,
+    pub rate_per_minute: Option<i32>,
 }
 
 impl Store {
@@ -53,8 +61,11 @@ impl Store {
     /// On database failure.
     pub async fn add_channel(&self, c: &NewChannel<'_>) -> Result<Channel, StoreError> {
         Ok(sqlx::query_as(
-            "INSERT INTO channels (id, tenant_id, name, kind, url, secret, min_severity, routing_key, level)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, tenant_id, name, kind, url, min_severity, routing_key, level, position, created_at",
+            "INSERT INTO channels (id, tenant_id, name, kind, url, secret, min_severity, routing_key, level,
+                                   escalate_after_ms, rate_per_minute)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             RETURNING id, tenant_id, name, kind, url, min_severity, routing_key, level,
+                       escalate_after_ms, rate_per_minute, position, created_at",
         )
         .bind(Uuid::now_v7())
         .bind(c.tenant_id)
@@ -65,6 +76,8 @@ impl Store {
         .bind(c.min_severity)
         .bind(c.routing_key)
         .bind(c.level)
+        .bind(c.escalate_after_ms)
+        .bind(c.rate_per_minute)
         .fetch_one(&self.pool)
         .await?)
     }
@@ -75,7 +88,9 @@ impl Store {
     /// On database failure.
     pub async fn channels(&self, tenant: Uuid) -> Result<Vec<Channel>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, tenant_id, name, kind, url, min_severity, routing_key, level, position, created_at FROM channels WHERE tenant_id = $1 AND deleted_at IS NULL
+            "SELECT id, tenant_id, name, kind, url, min_severity, routing_key, level,
+                    escalate_after_ms, rate_per_minute, position, created_at
+             FROM channels WHERE tenant_id = $1 AND deleted_at IS NULL
              ORDER BY level, position",
         )
         .bind(tenant)

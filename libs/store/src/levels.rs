@@ -19,6 +19,8 @@ pub struct LevelDue {
     /// Whether every notification of that level failed (then the next
     /// level is due at once: a fallback).
     pub failed: bool,
+    /// How long that level waits for an acknowledgement, in milliseconds.
+    pub wait_ms: i64,
 }
 
 /// Who acknowledged an incident, and when.
@@ -93,9 +95,10 @@ impl Store {
     }
 
     /// Up to `limit` escalated incidents, neither resolved nor
-    /// acknowledged, whose highest level notified was queued at least
-    /// `after` ago or failed on every channel, of tenants that have
-    /// channels at a higher level.
+    /// acknowledged, whose highest level notified was queued at least that
+    /// level's wait ago (the least `escalate_after_ms` of its channels, or
+    /// `after`) or failed on every channel, of tenants that have channels
+    /// at a higher level.
     ///
     /// # Errors
     /// On database failure.
@@ -106,26 +109,34 @@ impl Store {
     ) -> Result<Vec<LevelDue>, StoreError> {
         Ok(sqlx::query_as(
             "WITH notified AS (
-                 SELECT tenant_id, incident_id, max(level) AS level, max(created_at) AS at
-                 FROM notifications WHERE type = 'incident.escalated'
-                 GROUP BY tenant_id, incident_id
+                 SELECT m.incident_id, max(m.level) AS level, max(m.joined_at) AS at
+                 FROM notification_incidents m
+                 JOIN incidents i ON i.id = m.incident_id
+                 WHERE m.type = 'incident.escalated'
+                   AND i.status <> 'RESOLVED' AND i.acknowledged_at IS NULL
+                 GROUP BY m.incident_id
              ), judged AS (
-                 SELECT x.*, NOT EXISTS (
-                     SELECT 1 FROM notifications m
-                     WHERE m.incident_id = x.incident_id AND m.level = x.level
-                       AND m.type = 'incident.escalated' AND m.status <> 'FAILED') AS failed
-                 FROM notified x
+                 SELECT x.*, i.tenant_id,
+                     NOT EXISTS (
+                         SELECT 1 FROM notification_incidents m
+                         JOIN notifications n ON n.id = m.notification_id
+                         WHERE m.incident_id = x.incident_id AND m.level = x.level
+                           AND m.type = 'incident.escalated' AND n.status <> 'FAILED') AS failed,
+                     coalesce((SELECT min(c.escalate_after_ms) FROM channels c
+                               WHERE c.tenant_id = i.tenant_id AND c.level = x.level
+                                 AND c.deleted_at IS NULL),
+                              $1) AS wait_ms
+                 FROM notified x JOIN incidents i ON i.id = x.incident_id
              )
-             SELECT x.tenant_id, x.incident_id, x.level, x.failed
-             FROM judged x JOIN incidents i ON i.id = x.incident_id
-             WHERE i.status <> 'RESOLVED' AND i.acknowledged_at IS NULL
-               AND (x.failed OR x.at <= now() - make_interval(secs => $1))
+             SELECT x.tenant_id, x.incident_id, x.level, x.failed, x.wait_ms
+             FROM judged x
+             WHERE (x.failed OR x.at <= now() - make_interval(secs => x.wait_ms / 1000.0))
                AND EXISTS (SELECT 1 FROM channels c
                            WHERE c.tenant_id = x.tenant_id AND c.deleted_at IS NULL
                              AND c.level > x.level)
              ORDER BY x.at LIMIT $2",
         )
-        .bind(after.as_secs_f64())
+        .bind(i64::try_from(after.as_millis()).unwrap_or(i64::MAX))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)

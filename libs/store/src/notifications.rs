@@ -1,7 +1,7 @@
 //! Notifications of escalated incidents to a tenant's channels, and their
-//! tries. The notifier writes one row per (incident, channel, level, type)
-//! in the transaction that takes an escalation (`ON CONFLICT DO NOTHING`,
-//! so a redelivery makes none twice); its delivery task claims due rows
+//! tries. The notifier queues each (incident, channel, level, type) once,
+//! in the transaction that takes an escalation (a notification of its own,
+//! or a place in an open group: [`crate::groups`]); its delivery task claims due rows
 //! (`FOR UPDATE SKIP LOCKED`, leased by pushing `next_try_at` forward),
 //! POSTs outside any transaction, then records each try.
 
@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Store, StoreError, TryOutcome, Work};
+use crate::{Store, StoreError, TryOutcome};
 
 /// A notification's id: the same (incident, channel, level, type) always
 /// gives the same id.
@@ -35,6 +35,13 @@ pub struct NewNotification {
     /// Not sent before this (the error code's `notify_after`); `None`: at
     /// once.
     pub not_before: Option<DateTime<Utc>>,
+    /// The root cause it shares with other incidents, if any: it may join
+    /// an open notification of the same key ([`crate::groups`]).
+    pub group_key: Option<String>,
+    /// The body for its incident alone, when `body` lists a group.
+    pub lead_body: Option<String>,
+    /// Further incidents it tells of (the resolution of a group).
+    pub also: Vec<Uuid>,
 }
 
 impl NewNotification {
@@ -67,6 +74,8 @@ pub struct DueNotification {
     /// The channel's URL and secret; `None` once it was removed.
     pub url: Option<String>,
     pub secret: Option<String>,
+    /// The channel's own rate limit, if it sets one.
+    pub rate_per_minute: Option<i32>,
 }
 
 /// One try, as recorded.
@@ -79,14 +88,19 @@ pub struct NotificationTry {
     pub outcome: TryOutcome,
 }
 
-/// A channel told of an incident's escalation that has resolved since,
-/// and has not been told so.
+/// A delivered escalation notification whose incidents have all resolved
+/// since, and whose channel has not been told so.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ResolvedToNotify {
+    /// The escalation notification.
+    pub notification_id: Uuid,
     pub tenant_id: Uuid,
+    /// Its first incident.
     pub incident_id: Uuid,
     pub channel_id: Uuid,
     pub level: i32,
+    /// How many incidents it told of.
+    pub incident_count: i32,
 }
 
 /// A notification as the incident view shows it.
@@ -102,45 +116,20 @@ pub struct NotificationSummary {
     pub type_: String,
     pub status: String,
     pub tries: i32,
+    /// How many incidents it tells of (more than one: a group).
+    pub incident_count: i32,
+    /// The incident the notification is keyed by (its group's first).
+    pub lead_incident_id: Uuid,
     pub last_status_code: Option<i32>,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
 
-impl Work {
-    /// Queues `n`; returns whether it is new (false when this notification
-    /// was made before).
-    ///
-    /// # Errors
-    /// On database failure.
-    pub async fn queue_notification(&mut self, n: &NewNotification) -> Result<bool, StoreError> {
-        let queued = sqlx::query(
-            "INSERT INTO notifications (id, tenant_id, incident_id, channel_id, level, type, msg_id, body,
-                                        next_try_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, coalesce($9, now()))
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(n.id())
-        .bind(n.tenant_id)
-        .bind(n.incident_id)
-        .bind(n.channel_id)
-        .bind(n.level)
-        .bind(n.kind)
-        .bind(n.msg_id())
-        .bind(&n.body)
-        .bind(n.not_before)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        Ok(queued > 0)
-    }
-}
-
 impl Store {
-    /// Cancels the escalated notifications never tried whose incident has
-    /// resolved meanwhile (held back by `notify_after`), saying why; returns
-    /// how many.
+    /// Cancels the escalated notifications never tried all of whose
+    /// incidents have resolved meanwhile (held back by `notify_after` or a
+    /// group's wait), saying why; returns how many.
     ///
     /// # Errors
     /// On database failure.
@@ -148,15 +137,44 @@ impl Store {
         Ok(sqlx::query(
             "UPDATE notifications n
              SET status = 'CANCELLED', updated_at = now(),
-                 last_error = 'not sent: the incident resolved (by '
-                              || coalesce(i.resolved_by, 'unknown') || ') within notify_after'
+                 last_error = CASE WHEN n.incident_count = 1
+                     THEN 'not sent: the incident resolved (by '
+                          || coalesce(i.resolved_by, 'unknown') || ') within notify_after'
+                     ELSE 'not sent: its ' || n.incident_count
+                          || ' incidents resolved within notify_after' END
              FROM incidents i
-             WHERE i.id = n.incident_id AND i.status = 'RESOLVED'
-               AND n.status = 'PENDING' AND n.tries = 0 AND n.type = 'incident.escalated'",
+             WHERE i.id = n.incident_id
+               AND n.status = 'PENDING' AND n.tries = 0 AND n.type = 'incident.escalated'
+               AND NOT EXISTS (
+                   SELECT 1 FROM notification_incidents m JOIN incidents o ON o.id = m.incident_id
+                   WHERE m.notification_id = n.id AND o.status <> 'RESOLVED')",
         )
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+
+    /// Gives back the try `n` claimed without making it (its channel's
+    /// rate limit said wait): due again at `at`, its try count as before.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn defer_notification(
+        &self,
+        n: &DueNotification,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE notifications SET tries = tries - 1, next_try_at = $3, updated_at = now()
+             WHERE id = $1 AND tries = $2 AND status = 'PENDING'",
+        )
+        .bind(n.id)
+        .bind(n.tries)
+        .bind(at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            > 0)
     }
 
     /// Claims up to `limit` due notifications for one try each: their
@@ -184,7 +202,8 @@ impl Store {
              RETURNING n.id, n.tenant_id, n.incident_id, n.channel_id, c.kind, n.msg_id,
                        n.body, n.tries,
                        CASE WHEN c.deleted_at IS NULL THEN c.url END AS url,
-                       CASE WHEN c.deleted_at IS NULL THEN c.secret END AS secret",
+                       CASE WHEN c.deleted_at IS NULL THEN c.secret END AS secret,
+                       c.rate_per_minute",
         )
         .bind(limit)
         .bind(lease.as_secs_f64())
@@ -262,10 +281,9 @@ impl Store {
         .await?)
     }
 
-    /// Up to `limit` channels that were told of an incident's escalation
-    /// (delivered) whose incident is resolved now, and that have no
-    /// `incident.resolved` notification of it yet; removed channels are
-    /// left out.
+    /// Up to `limit` delivered escalation notifications all of whose
+    /// incidents are resolved now, that have no `incident.resolved`
+    /// notification yet; removed channels are left out.
     ///
     /// # Errors
     /// On database failure.
@@ -274,17 +292,19 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ResolvedToNotify>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT n.tenant_id, n.incident_id, n.channel_id, n.level
+            "SELECT n.id AS notification_id, n.tenant_id, n.incident_id, n.channel_id, n.level,
+                    n.incident_count
              FROM notifications n
-             JOIN incidents i ON i.id = n.incident_id
              JOIN channels c ON c.id = n.channel_id
-             WHERE n.type = 'incident.escalated' AND n.status = 'DELIVERED'
-               AND i.status = 'RESOLVED' AND c.deleted_at IS NULL
+             WHERE n.type = 'incident.escalated' AND n.status = 'DELIVERED' AND c.deleted_at IS NULL
+               AND NOT EXISTS (
+                   SELECT 1 FROM notification_incidents m JOIN incidents i ON i.id = m.incident_id
+                   WHERE m.notification_id = n.id AND i.status <> 'RESOLVED')
                AND NOT EXISTS (
                    SELECT 1 FROM notifications r
                    WHERE r.incident_id = n.incident_id AND r.channel_id = n.channel_id
                      AND r.level = n.level AND r.type = 'incident.resolved')
-             ORDER BY i.resolved_at, n.incident_id, c.position
+             ORDER BY n.delivered_at, n.incident_id, c.position
              LIMIT $1",
         )
         .bind(limit)
@@ -303,9 +323,12 @@ impl Store {
     ) -> Result<Vec<NotificationSummary>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT n.id, n.channel_id, c.name AS channel, c.kind, n.level, n.type, n.status,
-                    n.tries, n.last_status_code, n.last_error, n.delivered_at, n.created_at
-             FROM notifications n JOIN channels c ON c.id = n.channel_id
-             WHERE n.tenant_id = $1 AND n.incident_id = $2
+                    n.tries, n.incident_count, n.incident_id AS lead_incident_id,
+                    n.last_status_code, n.last_error, n.delivered_at, n.created_at
+             FROM notification_incidents m
+             JOIN notifications n ON n.id = m.notification_id
+             JOIN channels c ON c.id = n.channel_id
+             WHERE n.tenant_id = $1 AND m.incident_id = $2
              ORDER BY n.created_at, c.position, n.level",
         )
         .bind(tenant)

@@ -146,6 +146,10 @@ pub struct Metrics {
     /// Notifications held back by `notify_after` and not sent: their
     /// incidents resolved first.
     pub notifications_suppressed: Counter,
+    /// Notification tries put off by their channel's rate limit.
+    pub notifications_rate_limited: Counter,
+    /// Incidents told in a notification of their group rather than their own.
+    pub notifications_grouped: Counter,
     /// Actions by kind and status, as the database holds them (the
     /// coordinator counts them).
     pub actions: Family<ActionLabels, Gauge>,
@@ -229,6 +233,8 @@ impl Metrics {
             notification_seconds: latency(),
             notification_fallbacks: Counter::default(),
             notifications_suppressed: Counter::default(),
+            notifications_rate_limited: Counter::default(),
+            notifications_grouped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -385,6 +391,16 @@ impl Metrics {
             "notifications_suppressed",
             "Notifications held back by notify_after and not sent: their incidents resolved first",
             m.notifications_suppressed.clone(),
+        );
+        registry.register(
+            "notifications_rate_limited",
+            "Notification tries put off by their channel's rate limit",
+            m.notifications_rate_limited.clone(),
+        );
+        registry.register(
+            "notifications_grouped",
+            "Incidents told in the notification of their group (one root cause) rather than their own",
+            m.notifications_grouped.clone(),
         );
         Self { registry, ..m }
     }

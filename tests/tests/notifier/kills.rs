@@ -48,6 +48,8 @@ async fn a_notifier_killed_at_random_delivers_each_notification_once_per_webhook
                 min_severity: "low",
                 routing_key: None,
                 level: 1,
+                escalate_after_ms: None,
+                rate_per_minute: None,
             })
             .await
             .unwrap();

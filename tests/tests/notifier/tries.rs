@@ -115,6 +115,8 @@ async fn a_channel_at_a_private_address_is_refused_at_delivery_unless_allowed() 
             min_severity: "low",
             routing_key: None,
             level: 1,
+            escalate_after_ms: None,
+            rate_per_minute: None,
         })
         .await
         .unwrap();
