@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use crate::support::Receiver;
 
 const WAIT: Duration = Duration::from_secs(180);
-const N: i64 = 100;
+const N: i64 = 500;
 
 /// A pseudo-random pause of 100–900 ms, from a seed that changes each run
 /// (and is printed, so a failing run can be told apart).

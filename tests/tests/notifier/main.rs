@@ -9,8 +9,10 @@
 
 mod channels;
 mod delivery;
+mod groups;
 mod kills;
 mod levels;
+mod limits;
 mod quiet;
 mod support;
 mod tries;

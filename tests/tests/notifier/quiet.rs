@@ -14,18 +14,36 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn a_notification_held_by_notify_after_is_not_sent_when_the_incident_resolves_first() {
-    // payment_timeout (retryable, high) waits 3 s before people are told;
-    // stripe allows one retry an hour, so all but the first incident are
-    // escalated straight away (over the hard limit).
-    let rules = rules_edited(&[
-        (
-            "error_codes.yaml",
-            "    retry_policy: payment_timeout
+    // payment_timeout (retryable, high) waits 3 s before people are told.
+    held_back_and_cancelled((
+        "error_codes.yaml",
+        "    retry_policy: payment_timeout
 ",
-            "    retry_policy: payment_timeout
+        "    retry_policy: payment_timeout
     notify_after: 3s
 ",
-        ),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn notify_after_by_severity_holds_a_code_that_sets_none() {
+    // No code sets one; high incidents wait 3 s.
+    held_back_and_cancelled((
+        "error_codes.yaml",
+        "\ndefault:\n",
+        "\nnotify_after: { high: 3s, low: 1h }\ndefault:\n",
+    ))
+    .await;
+}
+
+/// Three payment_timeout incidents; stripe allows one retry an hour, so
+/// all but the first are escalated straight away (over the hard limit),
+/// held back by `edit`'s notify_after: the one resolved meanwhile sends
+/// nothing, the other goes after its time.
+async fn held_back_and_cancelled(edit: (&str, &str, &str)) {
+    let rules = rules_edited(&[
+        edit,
         (
             "vendor_config.yaml",
             "max_retries_per_vendor_per_hour: 1000",
