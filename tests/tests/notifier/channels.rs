@@ -169,10 +169,21 @@ async fn the_cli_adds_lists_and_removes_channels() {
             "R0UT1NG",
             "--min-severity",
             "high",
+            "--level",
+            "2",
+            "--escalate-after-ms",
+            "60000",
+            "--rate-per-minute",
+            "30",
         ],
     )
     .await;
     assert!(out.lines().nth(1).unwrap().starts_with("whsec_"), "{out}");
+    let pager = &sys.ctx.store.channels(tenant.id).await.unwrap()[1];
+    assert_eq!(
+        (pager.level, pager.escalate_after_ms, pager.rate_per_minute),
+        (2, Some(60_000), Some(30))
+    );
     let out = awfdrs_tests::cli(&sys.world, &["channels", "list", "--tenant", "acme"]).await;
     assert!(
         out.contains(&id.to_string()) && out.contains("oncall"),
@@ -200,6 +211,16 @@ async fn the_cli_adds_lists_and_removes_channels() {
             "acme",
             "--kind",
             "pagerduty",
+        ],
+        vec![
+            "channels",
+            "add",
+            "p",
+            "http://127.0.0.1/",
+            "--tenant",
+            "acme",
+            "--rate-per-minute",
+            "0",
         ],
         vec![
             "channels",
