@@ -16,6 +16,7 @@ use crate::dlq::DlqCommand;
 use crate::events::EventsCommand;
 use crate::incidents::IncidentsCommand;
 use crate::remedy::{ActionsCommand, ModeArgs, PauseArgs};
+use crate::retention::RetentionCommand;
 use crate::rules::RulesCommand;
 use crate::tenants::TenantsCommand;
 use crate::up::{UpArgs, WorkerArgs};
@@ -86,6 +87,11 @@ pub enum Command {
     Pause(PauseArgs),
     /// Resume automatic retries (of a tenant, or of every tenant).
     Resume(PauseArgs),
+    /// Show or change how long idempotency keys and published outbox rows are kept.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Validate rules.
     Rules {
         #[command(subcommand)]
@@ -126,6 +132,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Mode(args) => crate::remedy::mode(load(file, None)?, args).await,
         Command::Pause(args) => crate::remedy::pause(load(file, None)?, args, true).await,
         Command::Resume(args) => crate::remedy::pause(load(file, None)?, args, false).await,
+        Command::Retention { command } => crate::retention::run(load(file, None)?, command).await,
         Command::Rules { command } => crate::rules::run(command, || load(file, None)),
         Command::Events { command } => crate::events::run(load(file, None)?, command).await,
         Command::Demo(args) => crate::demo::run(load(file, None)?, args).await,
@@ -197,6 +204,9 @@ mod tests {
             "mode",
             "pause",
             "resume",
+            "retention",
+            "retention show",
+            "retention set",
             "rules",
             "rules check",
             "events",

@@ -13,6 +13,7 @@ mod dlq;
 mod events;
 mod incidents;
 mod remedy;
+mod retention;
 mod rules;
 mod table;
 mod tenants;

@@ -44,6 +44,12 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
     harness.spawn_background("detector.breaker_feed", |stop| async move {
         merge.spawn(stop).await.map_err(anyhow::Error::from)
     });
+    let name = "detector.retention";
+    let (health, kept) = (ctx.health.task(name), ctx.clone());
+    harness.spawn(name, |stop| async move {
+        awfdrs_runtime::retention::run(kept, health, stop).await;
+        Ok(())
+    });
     let handler = Arc::new(DetectorHandler::new(ctx.clone(), feed, harness.relay()));
     let dead_letters = ctx.dead_letter_sink();
     for i in 0..c.detector.consumers {

@@ -20,6 +20,7 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub notifications: NotificationsConfig,
     pub outbox: OutboxConfig,
+    pub retention: RetentionConfig,
     pub consumer: ConsumerConfig,
     pub telemetry: TelemetryConfig,
     pub shutdown: ShutdownConfig,
@@ -178,6 +179,17 @@ pub struct NotificationsConfig {
     /// notifier (JetStream KV).
     pub channel_rate_per_minute: u32,
     pub channel_burst: u32,
+}
+
+/// Pruning what grows with traffic (how long each is kept is in the
+/// database: `awfdrs retention`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often the detector prunes what is past its retention.
+    pub sweep_ms: u64,
+    /// Rows deleted per statement.
+    pub batch: i64,
 }
 
 /// The outbox relay every worker with an outbox runs.

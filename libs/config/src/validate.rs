@@ -186,6 +186,16 @@ impl Config {
             "must be between 1 and 10000",
         );
         check(
+            self.retention.sweep_ms >= 100,
+            "retention.sweep_ms",
+            "must be at least 100",
+        );
+        check(
+            (1..=1_000_000).contains(&self.retention.batch),
+            "retention.batch",
+            "must be between 1 and 1000000",
+        );
+        check(
             (1..=100).contains(&self.notifications.max_tries),
             "notifications.max_tries",
             "must be between 1 and 100",

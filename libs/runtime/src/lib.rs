@@ -18,6 +18,7 @@ mod harness;
 mod ops;
 pub mod outbound;
 mod relay;
+pub mod retention;
 pub mod rounds;
 mod signals;
 pub mod targets;

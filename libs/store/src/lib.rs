@@ -27,6 +27,7 @@ mod notifications;
 mod operate;
 mod outbox;
 mod probes;
+mod retention;
 mod safety;
 mod schedule;
 mod states;
@@ -63,6 +64,7 @@ pub use notifications::{
 };
 pub use operate::ActionFilter;
 pub use outbox::OutboxRow;
+pub use retention::{Kept, Retention};
 pub use safety::{
     AttemptReservation, BreakerTransitionRow, NewBreakerTransition, NewRetryAttempt,
     RetryAttemptCounts, RetryScope,

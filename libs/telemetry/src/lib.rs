@@ -14,7 +14,7 @@ pub use health::{Health, TaskHealth, TaskState};
 pub use metrics::{
     ActionLabels, BreakerTransitionLabels, BucketLabels, ConsumerLabels, ConsumerOutcomeLabels,
     HardLimitLabels, HttpLabels, KvWatchOpen, Metrics, NotificationLabels, OutcomeLabels,
-    RateLimitLabels, RejectLabels, SourceLabels, VendorLabels,
+    PrunedLabels, RateLimitLabels, RejectLabels, SourceLabels, VendorLabels,
 };
 
 use awfdrs_config::LogFormat;

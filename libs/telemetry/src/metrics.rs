@@ -77,6 +77,12 @@ pub struct NotificationLabels {
     pub outcome: &'static str,
 }
 
+/// The table rows were pruned from.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PrunedLabels {
+    pub table: &'static str,
+}
+
 /// A hard retry limit, by its config key name.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HardLimitLabels {
@@ -146,6 +152,8 @@ pub struct Metrics {
     /// Notifications held back by `notify_after` and not sent: their
     /// incidents resolved first.
     pub notifications_suppressed: Counter,
+    /// Rows deleted past their retention, by table.
+    pub pruned_rows: Family<PrunedLabels, Counter>,
     /// Notification tries put off by their channel's rate limit.
     pub notifications_rate_limited: Counter,
     /// Incidents told in a notification of their group rather than their own.
@@ -234,6 +242,7 @@ impl Metrics {
             notification_fallbacks: Counter::default(),
             notifications_suppressed: Counter::default(),
             notifications_rate_limited: Counter::default(),
+            pruned_rows: Family::default(),
             notifications_grouped: Counter::default(),
             registry: Registry::default(),
         };
@@ -391,6 +400,11 @@ impl Metrics {
             "notifications_suppressed",
             "Notifications held back by notify_after and not sent: their incidents resolved first",
             m.notifications_suppressed.clone(),
+        );
+        registry.register(
+            "pruned_rows",
+            "Rows deleted past their retention, by table",
+            m.pruned_rows.clone(),
         );
         registry.register(
             "notifications_rate_limited",

@@ -1,0 +1,36 @@
+//! The retention task: every `retention.sweep_ms`, deletes the
+//! idempotency keys and published outbox rows past the retention the
+//! database holds for them (`awfdrs retention`), `retention.batch` rows
+//! per statement, counted in `awfdrs_pruned_rows_total{table}`. Deleting
+//! is idempotent, so any number of processes may run it.
+
+use std::time::Duration;
+
+use awfdrs_store::{Kept, StoreError};
+use awfdrs_telemetry::{PrunedLabels, TaskHealth};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::Context;
+
+/// Runs the retention rounds until `stop`.
+pub async fn run(ctx: Context, health: TaskHealth, stop: CancellationToken) {
+    let period = Duration::from_millis(ctx.config.retention.sweep_ms);
+    let batch = ctx.config.retention.batch;
+    crate::rounds::every(period, "prune past retention", health, stop, || async {
+        for kept in Kept::ALL {
+            let n = ctx.store.prune(kept, batch).await?;
+            if n > 0 {
+                ctx.metrics
+                    .pruned_rows
+                    .get_or_create(&PrunedLabels {
+                        table: kept.as_str(),
+                    })
+                    .inc_by(n);
+                info!(table = kept.as_str(), deleted = n, "pruned past retention");
+            }
+        }
+        Ok::<_, StoreError>(())
+    })
+    .await;
+}
