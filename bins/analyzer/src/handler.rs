@@ -211,27 +211,19 @@ impl Handler for AnalyzerHandler {
 
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
         // Incidents are independent: a few are analysed at once, each in its
-        // own transaction; the outcomes keep the batch's order.
-        // Two messages about one incident are analysed in turn, so the later
-        // decision supersedes the earlier.
-        let incidents: std::collections::HashSet<Option<Uuid>> = batch
-            .iter()
-            .map(|d| {
+        // own transaction; the outcomes keep the batch's order. Two messages
+        // about one incident are analysed in turn, so the later decision
+        // supersedes the earlier.
+        awfdrs_bus::keyed::by_key(
+            batch,
+            CONCURRENCY,
+            |d| {
                 serde_json::from_slice::<IncidentOpenedV1>(&d.payload)
                     .ok()
                     .map(|m| m.incident_id)
-            })
-            .collect();
-        let at_once = if incidents.len() == batch.len() {
-            CONCURRENCY
-        } else {
-            1
-        };
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for chunk in batch.chunks(at_once) {
-            outcomes
-                .extend(futures::future::join_all(chunk.iter().map(|d| self.handle_one(d))).await);
-        }
-        outcomes
+            },
+            |d| self.handle_one(d),
+        )
+        .await
     }
 }

@@ -11,6 +11,20 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use crate::ACTOR;
+
+/// Incidents whose decisions are acted on at once.
+const CONCURRENCY: usize = 4;
+
+/// The incident a decision message is about, if it reads as one.
+fn incident_of(d: &Delivery) -> Option<uuid::Uuid> {
+    #[derive(serde::Deserialize)]
+    struct About {
+        incident_id: uuid::Uuid,
+    }
+    serde_json::from_slice::<About>(&d.payload)
+        .ok()
+        .map(|a| a.incident_id)
+}
 use crate::admission::{self, AdmissionError, Admitted, Candidate};
 
 /// Turns decisions into actions.
@@ -317,10 +331,9 @@ impl Handler for CoordinatorHandler {
     }
 
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for d in batch {
-            outcomes.push(self.handle_one(d).await);
-        }
-        outcomes
+        // Incidents are independent (as competing coordinators are): a few
+        // are decided at once, each in its own transactions; the decisions
+        // about one incident are acted on in turn, in batch order.
+        awfdrs_bus::keyed::by_key(batch, CONCURRENCY, incident_of, |d| self.handle_one(d)).await
     }
 }

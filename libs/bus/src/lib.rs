@@ -11,6 +11,7 @@
 pub mod consumer;
 mod error;
 pub mod headers;
+pub mod keyed;
 pub mod kv;
 pub mod names;
 pub mod topology;
