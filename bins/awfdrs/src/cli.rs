@@ -17,6 +17,7 @@ use crate::events::EventsCommand;
 use crate::incidents::IncidentsCommand;
 use crate::remedy::{ActionsCommand, ModeArgs, PauseArgs};
 use crate::rules::RulesCommand;
+use crate::secrets::SecretsCommand;
 use crate::tenants::TenantsCommand;
 use crate::up::{UpArgs, WorkerArgs};
 
@@ -86,6 +87,11 @@ pub enum Command {
     Pause(PauseArgs),
     /// Resume automatic retries (of a tenant, or of every tenant).
     Resume(PauseArgs),
+    /// Seal the secrets at rest with the current key (key rotation).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Validate rules.
     Rules {
         #[command(subcommand)]
@@ -126,6 +132,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Mode(args) => crate::remedy::mode(load(file, None)?, args).await,
         Command::Pause(args) => crate::remedy::pause(load(file, None)?, args, true).await,
         Command::Resume(args) => crate::remedy::pause(load(file, None)?, args, false).await,
+        Command::Secrets { command } => crate::secrets::run(load(file, None)?, command).await,
         Command::Rules { command } => crate::rules::run(command, || load(file, None)),
         Command::Events { command } => crate::events::run(load(file, None)?, command).await,
         Command::Demo(args) => crate::demo::run(load(file, None)?, args).await,
@@ -197,6 +204,8 @@ mod tests {
             "mode",
             "pause",
             "resume",
+            "secrets",
+            "secrets rotate",
             "rules",
             "rules check",
             "events",
@@ -257,6 +266,8 @@ mod tests {
             "dlq show 1 --payload",
             "dlq replay 1",
             "rules check config/rules",
+            "secrets rotate",
+            "secrets rotate --batch 500 --json",
             "demo --url http://127.0.0.1:8080 --timeout 60",
             "bench",
             "--config config/awfdrs.yaml tenants list",

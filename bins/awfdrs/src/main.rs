@@ -14,6 +14,7 @@ mod events;
 mod incidents;
 mod remedy;
 mod rules;
+mod secrets;
 mod table;
 mod tenants;
 mod up;
