@@ -15,7 +15,6 @@
 use std::time::{Duration, Instant};
 
 use awfdrs_bus::Namespace;
-use awfdrs_store::Store;
 use awfdrs_tests::{Ledger, Up, World, cleanup, reconcile_within};
 
 use crate::case::{Case, Expect};
