@@ -4,165 +4,21 @@
 //! can go, and are refused when altered or moved; the processes that sign
 //! will not start without a key.
 
-use std::process::Output;
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use awfdrs_config::Env;
+mod keys;
+mod support;
+
 use awfdrs_domain::webhook;
-use awfdrs_store::{Keyring, Slot, key_id};
-use awfdrs_tests::{Served, System, World, awfdrs_bin, failure, new_secrets_key};
+use awfdrs_store::{Keyring, key_id};
+use awfdrs_tests::{Served, System, new_secrets_key};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
-use sqlx::PgPool;
-use uuid::Uuid;
+use serde_json::Value;
 
-/// The secrets one tenant was given through the API and the CLI.
-struct Given {
-    tenant: Uuid,
-    channel: Uuid,
-    channel_secret: String,
-    callback_secret: String,
-    webhook_secret: String,
-}
-
-/// A tenant `slug` with a channel and a callback (over HTTP) and a webhook
-/// secret (`awfdrs tenants webhook-secret`).
-async fn give(sys: &System, slug: &str) -> Given {
-    let (tenant, key) = sys.tenant(slug).await;
-    let channel = json!({"name": "ops", "kind": "webhook", "url": "http://127.0.0.1:9/hook"});
-    let (status, added) = sys.post("/api/v1/channels", &key, &channel).await;
-    assert_eq!(status, 201, "{added}");
-    let resp = sys
-        .http
-        .put(format!("{}/api/v1/workflows/checkout/callback", sys.base))
-        .bearer_auth(&key)
-        .json(&json!({"url": "http://127.0.0.1:9/retry"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let callback: Value = resp.json().await.unwrap();
-    let out = awfdrs(&sys.world, &[], &["tenants", "webhook-secret", slug]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    Given {
-        tenant: tenant.id,
-        channel: added["id"].as_str().unwrap().parse().unwrap(),
-        channel_secret: added["secret"].as_str().unwrap().to_owned(),
-        callback_secret: callback["secret"].as_str().unwrap().to_owned(),
-        webhook_secret: text(&out.stdout).trim().to_owned(),
-    }
-}
-
-/// `awfdrs ARGS` in `world` with `extra` variables set (an empty value
-/// removes the variable).
-async fn awfdrs(world: &World, extra: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut env: Env = world.env(&[]);
-    for (k, v) in extra {
-        if v.is_empty() {
-            env.remove(*k);
-        } else {
-            env.insert((*k).into(), (*v).into());
-        }
-    }
-    tokio::process::Command::new(awfdrs_bin())
-        .args(args)
-        .env_clear()
-        .envs(env)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .expect("run awfdrs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// The tables with a row whose whole text (`row::text`) contains `needle`.
-async fn tables_containing(pool: &PgPool, needle: &str) -> Vec<String> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT table_name::text FROM information_schema.tables
-         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    assert!(tables.iter().any(|t| t == "channels"), "{tables:?}");
-    let mut found = Vec::new();
-    for t in tables {
-        let sql = format!("SELECT count(*) FROM \"{t}\" x WHERE strpos(x::text, $1) > 0");
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(needle)
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        if n > 0 {
-            found.push(t);
-        }
-    }
-    found
-}
-
-/// The stored (sealed) values of `g`'s three secrets.
-async fn stored(pool: &PgPool, g: &Given) -> [String; 3] {
-    let one = |sql: &'static str, id: Uuid| async move {
-        sqlx::query_scalar::<_, String>(sql)
-            .bind(id)
-            .fetch_one(pool)
-            .await
-            .unwrap()
-    };
-    [
-        one("SELECT secret FROM channels WHERE id = $1", g.channel).await,
-        one(
-            "SELECT secret FROM workflow_callbacks WHERE tenant_id = $1",
-            g.tenant,
-        )
-        .await,
-        one("SELECT webhook_secret FROM tenants WHERE id = $1", g.tenant).await,
-    ]
-}
-
-/// `g`'s secrets opened from the database with `ring`.
-async fn opened(pool: &PgPool, g: &Given, ring: &Keyring) -> Vec<Result<String, String>> {
-    let slots = [
-        Slot::channel(g.channel),
-        Slot::callback(g.tenant, "checkout"),
-        Slot::tenant(g.tenant),
-    ];
-    let values = stored(pool, g).await;
-    slots
-        .iter()
-        .zip(&values)
-        .map(|(slot, v)| ring.open(slot, v).map_err(|e| e.to_string()))
-        .collect()
-}
-
-/// The status of an event POSTed to `base` signed with `secret` as `slug`.
-async fn signed_ingest(base: &str, slug: &str, secret: &str, idem: &str) -> u16 {
-    let body = failure(idem, "checkout", "payment_timeout").to_string();
-    let now = chrono::Utc::now().timestamp();
-    let id = format!("msg_{idem}");
-    let signature = webhook::sign(secret, &id, now, body.as_bytes()).unwrap();
-    reqwest::Client::new()
-        .post(format!("{base}/api/v1/events"))
-        .header("content-type", "application/json")
-        .header("x-awfdrs-tenant", slug)
-        .header("webhook-id", id)
-        .header("webhook-timestamp", now.to_string())
-        .header("webhook-signature", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-fn key_bytes(b64: &str) -> [u8; 32] {
-    STANDARD.decode(b64).unwrap().try_into().unwrap()
-}
+use crate::support::{
+    awfdrs, give, key_bytes, opened, signed_ingest, stored, tables_containing, text,
+};
 
 #[tokio::test]
 async fn secrets_are_not_readable_in_the_database() {
@@ -374,51 +230,4 @@ async fn a_value_sealed_with_a_key_not_configured_names_the_key() {
     );
     gateway.stop().await;
     sys.stop().await;
-}
-
-#[tokio::test]
-async fn a_process_that_signs_will_not_start_without_a_key() {
-    let world = World::new().await;
-    let out = awfdrs(&world, &[], &["tenants", "create", "acme"]).await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let no_key = [("AWFDRS_SECRETS_KEY", "")];
-    for args in [
-        &["up"][..],
-        &["worker", "gateway"],
-        &["worker", "scheduler"],
-        &["worker", "notifier"],
-        &["tenants", "webhook-secret", "acme"],
-        &["secrets", "rotate"],
-    ] {
-        let out = awfdrs(&world, &no_key, args).await;
-        assert!(!out.status.success(), "awfdrs {args:?} ran without a key");
-        let err = text(&out.stderr);
-        assert!(
-            err.contains("AWFDRS_SECRETS_KEY_FILE") && err.contains("AWFDRS_SECRETS_KEY"),
-            "awfdrs {args:?}: {err}"
-        );
-    }
-    // A key that is not one stops every process, naming the setting and
-    // not showing the value.
-    let out = awfdrs(
-        &world,
-        &[("AWFDRS_SECRETS_KEY", "bm90IGEga2V5")],
-        &["migrate"],
-    )
-    .await;
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
-    assert!(
-        err.contains("secrets.key") && !err.contains("bm90IGEga2V5"),
-        "{err}"
-    );
-    use sqlx::{ConnectOptions as _, Connection as _};
-    let admin: sqlx::postgres::PgConnectOptions = awfdrs_tests::database_url().parse().unwrap();
-    let mut conn = admin.database("postgres").connect().await.unwrap();
-    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", world.database);
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.ok();
 }
