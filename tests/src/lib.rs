@@ -32,4 +32,4 @@ pub use sql::count;
 pub use system::{System, run_detector};
 pub use up::Up;
 pub use wait::eventually;
-pub use world::{World, cleanup, database_url, nats_url};
+pub use world::{World, cleanup, database_url, nats_url, new_secrets_key};

@@ -21,12 +21,15 @@ pub fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4333".to_owned())
 }
 
-/// A fresh, migrated database and a fresh namespace.
+/// A fresh, migrated database, a fresh namespace, and a key of its own for
+/// secrets at rest.
 #[derive(Debug)]
 pub struct World {
     pub namespace: String,
     pub database: String,
     pub database_url: String,
+    /// `AWFDRS_SECRETS_KEY` of this world's processes (base64 of 32 bytes).
+    pub secrets_key: String,
 }
 
 impl World {
@@ -64,7 +67,17 @@ impl World {
             namespace,
             database,
             database_url,
+            secrets_key: new_secrets_key(),
         }
+    }
+
+    /// A store on this world's database with its key for secrets at rest.
+    pub async fn store(&self, max_connections: u32) -> Store {
+        let store = Store::connect(&self.database_url, max_connections, Duration::from_secs(10))
+            .await
+            .expect("connect test database");
+        awfdrs_runtime::with_keys(store, &Config::load(None, &self.env(&[]), &[]).unwrap())
+            .expect("the world's key")
     }
 
     /// The environment a process of this world reads its configuration from.
@@ -78,6 +91,7 @@ impl World {
             "AWFDRS__TELEMETRY__METRICS_ADDR".into(),
             "127.0.0.1:0".into(),
         );
+        env.insert("AWFDRS_SECRETS_KEY".into(), self.secrets_key.clone());
         env.insert("AWFDRS__DATABASE__MAX_CONNECTIONS".into(), "8".into());
         env.insert("AWFDRS__CONSUMER__NAK_BASE_MS".into(), "50".into());
         env.insert("AWFDRS__CONSUMER__NAK_MAX_MS".into(), "500".into());
@@ -116,6 +130,14 @@ impl World {
         ctx.prepare().await.expect("prepare");
         ctx
     }
+}
+
+/// A new key for secrets at rest: base64 of 32 random bytes.
+pub fn new_secrets_key() -> String {
+    use base64::Engine as _;
+    let mut bytes = uuid::Uuid::new_v4().into_bytes().to_vec();
+    bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Deletes a world's streams and database.

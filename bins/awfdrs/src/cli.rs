@@ -18,6 +18,7 @@ use crate::incidents::IncidentsCommand;
 use crate::remedy::{ActionsCommand, ModeArgs, PauseArgs};
 use crate::retention::RetentionCommand;
 use crate::rules::RulesCommand;
+use crate::secrets::SecretsCommand;
 use crate::tenants::TenantsCommand;
 use crate::up::{UpArgs, WorkerArgs};
 
@@ -92,6 +93,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Seal the secrets at rest with the current key (key rotation).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Validate rules.
     Rules {
         #[command(subcommand)]
@@ -133,6 +139,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Pause(args) => crate::remedy::pause(load(file, None)?, args, true).await,
         Command::Resume(args) => crate::remedy::pause(load(file, None)?, args, false).await,
         Command::Retention { command } => crate::retention::run(load(file, None)?, command).await,
+        Command::Secrets { command } => crate::secrets::run(load(file, None)?, command).await,
         Command::Rules { command } => crate::rules::run(command, || load(file, None)),
         Command::Events { command } => crate::events::run(load(file, None)?, command).await,
         Command::Demo(args) => crate::demo::run(load(file, None)?, args).await,
@@ -207,6 +214,8 @@ mod tests {
             "retention",
             "retention show",
             "retention set",
+            "secrets",
+            "secrets rotate",
             "rules",
             "rules check",
             "events",
@@ -267,6 +276,8 @@ mod tests {
             "dlq show 1 --payload",
             "dlq replay 1",
             "rules check config/rules",
+            "secrets rotate",
+            "secrets rotate --batch 500 --json",
             "demo --url http://127.0.0.1:8080 --timeout 60",
             "bench",
             "--config config/awfdrs.yaml tenants list",

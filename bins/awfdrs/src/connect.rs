@@ -3,7 +3,8 @@
 use awfdrs_config::Config;
 use awfdrs_store::Store;
 
-/// A migrated store with a pool of two connections: enough for one command.
+/// A migrated store with a pool of two connections, enough for one
+/// command, and the configured keys for secrets at rest.
 pub async fn store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(
         &config.database.url,
@@ -12,5 +13,5 @@ pub async fn store(config: &Config) -> anyhow::Result<Store> {
     )
     .await?;
     store.migrate().await?;
-    Ok(store)
+    awfdrs_runtime::with_keys(store, config)
 }

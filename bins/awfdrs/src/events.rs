@@ -93,6 +93,7 @@ enum Auth {
 
 async fn signing_secret(config: &Config, slug: &str) -> anyhow::Result<String> {
     let store = Store::connect(&config.database.url, 1, Duration::from_secs(5)).await?;
+    let store = awfdrs_runtime::with_keys(store, config)?;
     let found = store.tenant_webhook_secret(slug).await?;
     store.pool().close().await;
     match found {

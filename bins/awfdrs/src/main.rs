@@ -15,6 +15,7 @@ mod incidents;
 mod remedy;
 mod retention;
 mod rules;
+mod secrets;
 mod table;
 mod tenants;
 mod up;

@@ -35,6 +35,19 @@ pub enum Worker {
     Notifier,
 }
 
+impl Worker {
+    /// The worker's name when it signs or verifies with secrets at rest
+    /// (and so needs their key).
+    fn signs(self) -> Option<&'static str> {
+        match self {
+            Self::Gateway => Some("the gateway"),
+            Self::Scheduler => Some("the scheduler"),
+            Self::Notifier => Some("the notifier"),
+            Self::Detector | Self::Analyzer | Self::Coordinator => None,
+        }
+    }
+}
+
 /// Applies the migrations and declares the JetStream topology.
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     awfdrs_telemetry::init_logging(config.telemetry.log_format);
@@ -48,6 +61,7 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
 /// in one harness until SIGTERM; then drains within the grace period and
 /// returns. A worker that fails stops the others and makes this an error.
 pub async fn up(config: Config) -> anyhow::Result<()> {
+    awfdrs_runtime::require_secrets_key(&config, "awfdrs up")?;
     awfdrs_telemetry::init_logging(config.telemetry.log_format);
     let harness = Harness::boot(config).await?;
     let ctx = harness.ctx();
@@ -68,6 +82,9 @@ pub async fn up(config: Config) -> anyhow::Result<()> {
 /// Runs one worker in its own harness; a worker without an HTTP server of
 /// its own serves the operations endpoints on `telemetry.metrics_addr`.
 pub async fn worker(config: Config, name: Worker) -> anyhow::Result<()> {
+    if let Some(process) = name.signs() {
+        awfdrs_runtime::require_secrets_key(&config, process)?;
+    }
     awfdrs_telemetry::init_logging(config.telemetry.log_format);
     let harness = Harness::boot(config).await?;
     match name {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use awfdrs_domain::webhook;
-use awfdrs_store::Tenant;
+use awfdrs_store::{StoreError, Tenant};
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
@@ -198,12 +198,17 @@ async fn verify(state: &AppState, s: &Signed<'_>, body: &[u8]) -> Result<Tenant,
     if !awfdrs_domain::is_slug(s.slug) {
         return Err(Problem::unauthorized(BAD_SIGNATURE));
     }
-    let found = state
-        .ctx()
-        .store
-        .tenant_webhook_secret(s.slug)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let found = match state.ctx().store.tenant_webhook_secret(s.slug).await {
+        Ok(found) => found,
+        // A secret that cannot be opened (its key is not configured, or
+        // it was altered) checks no signature: the same 401 as a wrong
+        // one, and the cause for the operator in the log.
+        Err(e @ StoreError::Sealed(_)) => {
+            tracing::error!(tenant = %s.slug, error = %e, "webhook secret cannot be opened");
+            return Err(Problem::unauthorized(BAD_SIGNATURE));
+        }
+        Err(e) => return Err(unavailable(&e)),
+    };
     let now = chrono::Utc::now().timestamp();
     match found {
         Some((tenant, secret))

@@ -21,6 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let overrides: Vec<(&str, String)> = cli.http.into_iter().map(|a| ("http.addr", a)).collect();
     let config = awfdrs_config::Config::from_process_env(cli.config.as_deref(), &overrides)?;
+    awfdrs_runtime::require_secrets_key(&config, "the gateway")?;
     awfdrs_telemetry::init_logging(config.telemetry.log_format);
     let harness = awfdrs_runtime::Harness::boot(config).await?;
     awfdrs_gateway::start(&harness).await?;

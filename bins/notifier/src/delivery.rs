@@ -161,7 +161,13 @@ async fn deliver(ctx: &Context, client: &reqwest::Client, n: DueNotification) {
                 Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
             )
         }
-        _ => (
+        (Some(_), None) => (
+            Answer::Failed(
+                "the channel's secret cannot be opened with the configured keys".to_owned(),
+            ),
+            None,
+        ),
+        (None, _) => (
             Answer::Failed("the channel was removed before delivery".to_owned()),
             None,
         ),

@@ -17,6 +17,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = awfdrs_config::Config::from_process_env(cli.config.as_deref(), &[])?;
+    awfdrs_runtime::require_secrets_key(&config, "the notifier")?;
     awfdrs_telemetry::init_logging(config.telemetry.log_format);
     let harness = awfdrs_runtime::Harness::boot(config).await?;
     harness.serve_ops().await?;

@@ -10,7 +10,9 @@
 
 mod load;
 mod model;
+mod secrets;
 mod validate;
 
 pub use load::{ConfigError, ConfigErrors, Env};
 pub use model::*;
+pub use secrets::{Hidden, KEY_VARIABLES, SecretKeys, SecretsConfig};

@@ -61,6 +61,7 @@ const SECTIONS: &[&str] = &[
     "telemetry",
     "shutdown",
     "rules",
+    "secrets",
 ];
 
 /// Well-known variables and the key each one sets.
@@ -70,6 +71,13 @@ const WELL_KNOWN: &[(&str, &[&str])] = &[
     ("AWFDRS_NAMESPACE", &["namespace"]),
     ("AWFDRS_HTTP_ADDR", &["http", "addr"]),
     ("LOG_FORMAT", &["telemetry", "log_format"]),
+    ("AWFDRS_SECRETS_KEY", &["secrets", "key"]),
+    ("AWFDRS_SECRETS_KEY_FILE", &["secrets", "key_file"]),
+    ("AWFDRS_SECRETS_OLD_KEYS", &["secrets", "old_keys"]),
+    (
+        "AWFDRS_SECRETS_OLD_KEYS_FILE",
+        &["secrets", "old_keys_file"],
+    ),
 ];
 
 impl Config {
@@ -299,6 +307,7 @@ fn check_section(section: &str, value: Value, errs: &mut Vec<ConfigError>) {
         "telemetry" => one::<TelemetryConfig>(section, value, errs),
         "shutdown" => one::<ShutdownConfig>(section, value, errs),
         "rules" => one::<RulesConfig>(section, value, errs),
+        "secrets" => one::<crate::SecretsConfig>(section, value, errs),
         _ => {}
     }
 }

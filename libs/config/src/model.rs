@@ -25,6 +25,7 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub shutdown: ShutdownConfig,
     pub rules: RulesConfig,
+    pub secrets: crate::SecretsConfig,
 }
 
 /// PostgreSQL connection settings.

@@ -286,6 +286,9 @@ impl Config {
             "must be a socket address",
         );
         check(!self.rules.dir.is_empty(), "rules.dir", "must not be empty");
+        if let Err(problems) = self.secrets.keys() {
+            errs.extend(problems);
+        }
         errs
     }
 }

@@ -14,6 +14,9 @@ use awfdrs_telemetry::{Health, Metrics};
 
 use crate::StoreDeadLetters;
 
+/// Rows per transaction when secrets are sealed at start.
+const SEAL_BATCH: i64 = 500;
+
 /// What every worker is given: configuration, connections and metrics.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -55,6 +58,7 @@ impl Context {
                 redact(&config.database.url)
             )
         })?;
+        let store = crate::with_keys(store, &config)?;
         let ns = Namespace::new(config.namespace.clone()).map_err(anyhow::Error::msg)?;
         let bus = Bus::connect(
             &config.nats.url,
@@ -94,13 +98,28 @@ impl Context {
         })
     }
 
-    /// Applies migrations and declares the streams: what `awfdrs migrate`
-    /// and `awfdrs up` do before the workers start. Idempotent.
+    /// Applies migrations, seals the secrets still stored in plain text
+    /// (when this process has the key) and declares the streams: what
+    /// `awfdrs migrate` and `awfdrs up` do before the workers start.
+    /// Idempotent.
     ///
     /// # Errors
-    /// When either fails.
+    /// When any of them fails.
     pub async fn prepare(&self) -> anyhow::Result<()> {
         self.store.migrate().await.context("applying migrations")?;
+        if self.store.keyring().is_some() {
+            let report = self
+                .store
+                .reseal_secrets(SEAL_BATCH, true)
+                .await
+                .context("sealing secrets stored in plain text")?;
+            if report.changed() > 0 {
+                tracing::info!(
+                    sealed = report.changed(),
+                    "secrets stored in plain text sealed"
+                );
+            }
+        }
         self.bus
             .declare_streams()
             .await

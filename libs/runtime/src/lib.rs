@@ -20,6 +20,7 @@ pub mod outbound;
 mod relay;
 pub mod retention;
 pub mod rounds;
+mod sealing;
 mod signals;
 pub mod targets;
 mod transactions;
@@ -29,6 +30,7 @@ pub use dead_letters::StoreDeadLetters;
 pub use harness::Harness;
 pub use ops::{READY_CHECK_TIMEOUT, bind_ops, check_store, ops_router, serve_ops};
 pub use relay::Relay;
+pub use sealing::{keyring, require_secrets_key, with_keys};
 pub use signals::shutdown_token;
 pub use transactions::{outcome_of, retry_transient};
 

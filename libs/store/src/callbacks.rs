@@ -5,14 +5,14 @@
 //! them by pushing `next_try_at` forward), POST outside any transaction,
 //! then record each try.
 //!
-//! The signing secret is read and written only here, so storing it
-//! differently (encrypted at rest) is a change to this module alone.
+//! The signing secret is sealed at rest ([`crate::Slot::callback`]): sealed
+//! and opened only here.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Store, StoreError, Work};
+use crate::{Slot, Store, StoreError, Work};
 
 /// A registered callback, without its secret.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -38,7 +38,8 @@ pub struct DueDelivery {
     pub body: String,
     /// This try's number, 1 for the first.
     pub tries: i32,
-    /// The callback's current URL and secret; `None` once it was removed.
+    /// The callback's current URL and secret (opened); `None` once it was
+    /// removed (the secret also when it cannot be opened).
     pub url: Option<String>,
     pub secret: Option<String>,
 }
@@ -79,10 +80,10 @@ pub struct CallbackTry {
 
 impl Store {
     /// Registers (or replaces) the callback of `workflow`, with a new
-    /// signing `secret`.
+    /// signing `secret` (sealed).
     ///
     /// # Errors
-    /// On database failure.
+    /// On database failure, or [`StoreError::Sealed`] without a key.
     pub async fn set_callback(
         &self,
         tenant: Uuid,
@@ -90,6 +91,7 @@ impl Store {
         url: &str,
         secret: &str,
     ) -> Result<Callback, StoreError> {
+        let secret = self.seal(&Slot::callback(tenant, workflow), secret)?;
         Ok(sqlx::query_as(
             "INSERT INTO workflow_callbacks (tenant_id, workflow_id, url, secret)
              VALUES ($1, $2, $3, $4)
@@ -151,7 +153,7 @@ impl Store {
         limit: i64,
         lease: std::time::Duration,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        Ok(sqlx::query_as(
+        let due: Vec<DueDelivery> = sqlx::query_as(
             "WITH due AS (
                  SELECT id FROM callback_deliveries
                  WHERE status = 'PENDING' AND next_try_at <= now()
@@ -172,7 +174,15 @@ impl Store {
         .bind(limit)
         .bind(lease.as_secs_f64())
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(due
+            .into_iter()
+            .map(|mut d| {
+                let slot = Slot::callback(d.tenant_id, &d.workflow_id);
+                d.secret = self.open_for_delivery(&slot, d.secret.take());
+                d
+            })
+            .collect())
     }
 
     /// Records try `delivery.tries` of `delivery` (made to `url`; empty

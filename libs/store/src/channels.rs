@@ -4,14 +4,14 @@
 //! added; a removed channel keeps its row (marked deleted) so the
 //! notifications already made still name it, and gets no new ones.
 //!
-//! The signing secret is read and written only here, so storing it
-//! differently (encrypted at rest) is a change to this module alone.
+//! The signing secret is sealed at rest ([`crate::Slot::channel`]): sealed
+//! here, and opened where the notifier claims a delivery.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Store, StoreError};
+use crate::{Slot, Store, StoreError};
 
 /// A channel, without its secret.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -55,11 +55,13 @@ pub struct NewChannel<'a> {
 }
 
 impl Store {
-    /// Adds a channel at the end of its tenant's order.
+    /// Adds a channel at the end of its tenant's order, its secret sealed.
     ///
     /// # Errors
-    /// On database failure.
+    /// On database failure, or [`StoreError::Sealed`] without a key.
     pub async fn add_channel(&self, c: &NewChannel<'_>) -> Result<Channel, StoreError> {
+        let id = Uuid::now_v7();
+        let secret = self.seal(&Slot::channel(id), c.secret)?;
         Ok(sqlx::query_as(
             "INSERT INTO channels (id, tenant_id, name, kind, url, secret, min_severity, routing_key, level,
                                    escalate_after_ms, rate_per_minute)
@@ -67,12 +69,12 @@ impl Store {
              RETURNING id, tenant_id, name, kind, url, min_severity, routing_key, level,
                        escalate_after_ms, rate_per_minute, position, created_at",
         )
-        .bind(Uuid::now_v7())
+        .bind(id)
         .bind(c.tenant_id)
         .bind(c.name)
         .bind(c.kind)
         .bind(c.url)
-        .bind(c.secret)
+        .bind(secret)
         .bind(c.min_severity)
         .bind(c.routing_key)
         .bind(c.level)

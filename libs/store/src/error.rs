@@ -20,6 +20,10 @@ pub enum StoreError {
     /// settles it.
     #[error("contended: {0}")]
     Contended(String),
+    /// A secret at rest cannot be sealed or opened with the configured
+    /// keys (none configured, an unknown key, an altered or moved value).
+    #[error(transparent)]
+    Sealed(#[from] crate::SealError),
 }
 
 /// What kind of database failure an error is.
@@ -53,7 +57,7 @@ impl StoreError {
         match self {
             Self::Database(e) => Some(classify(e)),
             Self::Contended(_) => Some(DbFailure::Contention),
-            Self::Migrate(_) | Self::NotFound | Self::Conflict(_) => None,
+            Self::Migrate(_) | Self::NotFound | Self::Conflict(_) | Self::Sealed(_) => None,
         }
     }
 

@@ -27,14 +27,17 @@ mod notifications;
 mod operate;
 mod outbox;
 mod probes;
+mod reseal;
 mod retention;
 mod safety;
 mod schedule;
+mod sealed;
 mod states;
 mod tally;
 mod tenants;
 mod work;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -64,22 +67,26 @@ pub use notifications::{
 };
 pub use operate::ActionFilter;
 pub use outbox::OutboxRow;
+pub use reseal::{ColumnReport, ResealReport, Unreadable};
 pub use retention::{Kept, Retention};
 pub use safety::{
     AttemptReservation, BreakerTransitionRow, NewBreakerTransition, NewRetryAttempt,
     RetryAttemptCounts, RetryScope,
 };
 pub use schedule::DueRetry;
+pub use sealed::{Keyring, SealError, Slot, key_id};
 pub use tenants::Tenant;
 pub use work::{Committed, NewOutbox, Work};
 
 /// The embedded migrations (`migrations/` at the workspace root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// A handle on the database: a connection pool. Cheap to clone.
+/// A handle on the database: a connection pool, and the keys that seal
+/// secrets at rest (when this process has them). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: PgPool,
+    keyring: Option<Arc<Keyring>>,
 }
 
 impl Store {
@@ -100,12 +107,61 @@ impl Store {
             .acquire_timeout(acquire_timeout)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            keyring: None,
+        })
     }
 
     /// Wraps an existing pool (tests).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            keyring: None,
+        }
+    }
+
+    /// This store, sealing and opening secrets with `keyring`.
+    #[must_use]
+    pub fn with_keyring(self, keyring: Arc<Keyring>) -> Self {
+        Self {
+            keyring: Some(keyring),
+            ..self
+        }
+    }
+
+    /// The keys that seal secrets, when configured.
+    pub fn keyring(&self) -> Option<&Keyring> {
+        self.keyring.as_deref()
+    }
+
+    /// The keys, or why there are none.
+    fn keys(&self) -> Result<&Keyring, SealError> {
+        self.keyring.as_deref().ok_or(SealError::NoKey)
+    }
+
+    /// `plain` sealed for `slot`.
+    fn seal(&self, slot: &Slot, plain: &str) -> Result<String, StoreError> {
+        Ok(self.keys()?.seal(slot, plain)?)
+    }
+
+    /// The secret `stored` in `slot`, opened.
+    fn open(&self, slot: &Slot, stored: &str) -> Result<String, StoreError> {
+        Ok(self.keys()?.open(slot, stored)?)
+    }
+
+    /// A secret read for a delivery, opened; `None` (and an error logged)
+    /// when it cannot be, so that one unreadable row does not stop the
+    /// others: its delivery is tried again and given up as usual.
+    fn open_for_delivery(&self, slot: &Slot, stored: Option<String>) -> Option<String> {
+        let stored = stored?;
+        match self.open(slot, &stored) {
+            Ok(plain) => Some(plain),
+            Err(e) => {
+                tracing::error!(error = %e, "signing secret cannot be opened");
+                None
+            }
+        }
     }
 
     /// The underlying pool.

@@ -71,7 +71,8 @@ pub struct DueNotification {
     pub body: String,
     /// This try's number, 1 for the first.
     pub tries: i32,
-    /// The channel's URL and secret; `None` once it was removed.
+    /// The channel's URL and secret (opened); `None` once it was removed
+    /// (the secret also when it cannot be opened).
     pub url: Option<String>,
     pub secret: Option<String>,
     /// The channel's own rate limit, if it sets one.
@@ -187,7 +188,7 @@ impl Store {
         limit: i64,
         lease: std::time::Duration,
     ) -> Result<Vec<DueNotification>, StoreError> {
-        Ok(sqlx::query_as(
+        let due: Vec<DueNotification> = sqlx::query_as(
             "WITH due AS (
                  SELECT id FROM notifications
                  WHERE status = 'PENDING' AND next_try_at <= now()
@@ -208,7 +209,15 @@ impl Store {
         .bind(limit)
         .bind(lease.as_secs_f64())
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(due
+            .into_iter()
+            .map(|mut n| {
+                let slot = crate::Slot::channel(n.channel_id);
+                n.secret = self.open_for_delivery(&slot, n.secret.take());
+                n
+            })
+            .collect())
     }
 
     /// Records try `n.tries` of `n` and what follows from it. Returns false

@@ -1,9 +1,10 @@
-//! Tenants and their API keys.
+//! Tenants, their API keys (stored as hashes) and their webhook signing
+//! secrets (sealed at rest, [`crate::Slot::tenant`]).
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{Store, StoreError};
+use crate::{Slot, Store, StoreError};
 
 /// A tenant: the owner of events and incidents.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -77,14 +78,21 @@ impl Store {
         )
     }
 
-    /// Sets (or rotates) the tenant's Standard Webhooks signing secret.
+    /// Sets (or rotates) the tenant's Standard Webhooks signing secret
+    /// (sealed).
     ///
     /// # Errors
-    /// [`StoreError::NotFound`] when there is no such tenant.
+    /// [`StoreError::NotFound`] when there is no such tenant,
+    /// [`StoreError::Sealed`] without a key.
     pub async fn set_webhook_secret(&self, slug: &str, secret: &str) -> Result<(), StoreError> {
-        let res = sqlx::query("UPDATE tenants SET webhook_secret = $2 WHERE slug = $1")
-            .bind(slug)
-            .bind(secret)
+        let tenant = self
+            .tenant_by_slug(slug)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let sealed = self.seal(&Slot::tenant(tenant.id), secret)?;
+        let res = sqlx::query("UPDATE tenants SET webhook_secret = $2 WHERE id = $1")
+            .bind(tenant.id)
+            .bind(sealed)
             .execute(&self.pool)
             .await?;
         if res.rows_affected() == 0 {
@@ -93,10 +101,12 @@ impl Store {
         Ok(())
     }
 
-    /// The tenant with `slug` and its webhook signing secret, if it has one.
+    /// The tenant with `slug` and its webhook signing secret (opened), if
+    /// it has one.
     ///
     /// # Errors
-    /// On database failure.
+    /// On database failure; [`StoreError::Sealed`] when the secret cannot
+    /// be opened with the configured keys.
     pub async fn tenant_webhook_secret(
         &self,
         slug: &str,
@@ -106,17 +116,16 @@ impl Store {
                 .bind(slug)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.and_then(|r| {
-            r.webhook_secret.map(|s| {
-                (
-                    Tenant {
-                        id: r.id,
-                        slug: r.slug,
-                    },
-                    s,
-                )
-            })
-        }))
+        let Some(SecretRow {
+            id,
+            slug,
+            webhook_secret: Some(stored),
+        }) = row
+        else {
+            return Ok(None);
+        };
+        let secret = self.open(&Slot::tenant(id), &stored)?;
+        Ok(Some((Tenant { id, slug }, secret)))
     }
 
     /// Creates an admin key (stored only as its hash).

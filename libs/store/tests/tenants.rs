@@ -4,7 +4,9 @@ mod common;
 
 use common::Detect as _;
 
-use awfdrs_store::{Store, StoreError};
+use std::sync::Arc;
+
+use awfdrs_store::{Keyring, SealError, Store, StoreError};
 use sqlx::PgPool;
 
 #[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]
@@ -62,7 +64,7 @@ async fn a_revoked_key_matches_nothing(pool: PgPool) {
 
 #[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]
 async fn a_webhook_secret_is_read_back_only_once_set(pool: PgPool) {
-    let store = Store::from_pool(pool);
+    let store = Store::from_pool(pool.clone()).with_keyring(Arc::new(Keyring::new(&[1; 32], &[])));
     let t = store.create_tenant("acme", "k").await.unwrap();
     assert_eq!(store.tenant_webhook_secret("acme").await.unwrap(), None);
     store.set_webhook_secret("acme", "whsec_1").await.unwrap();
@@ -70,8 +72,70 @@ async fn a_webhook_secret_is_read_back_only_once_set(pool: PgPool) {
         store.tenant_webhook_secret("acme").await.unwrap(),
         Some((t, "whsec_1".to_owned()))
     );
+    let stored: String = sqlx::query_scalar("SELECT webhook_secret FROM tenants")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        stored.starts_with("v1:") && !stored.contains("whsec_1"),
+        "{stored}"
+    );
     let err = store.set_webhook_secret("nobody", "s").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+#[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]
+async fn without_a_key_no_secret_is_written_or_read(pool: PgPool) {
+    let keyed = Store::from_pool(pool.clone()).with_keyring(Arc::new(Keyring::new(&[1; 32], &[])));
+    keyed.create_tenant("acme", "k").await.unwrap();
+    keyed.set_webhook_secret("acme", "whsec_1").await.unwrap();
+    let bare = Store::from_pool(pool);
+    for err in [
+        bare.set_webhook_secret("acme", "whsec_2")
+            .await
+            .unwrap_err(),
+        bare.tenant_webhook_secret("acme").await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, StoreError::Sealed(SealError::NoKey)),
+            "{err:?}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]
+async fn resealing_seals_plain_text_then_old_keys_and_is_idempotent(pool: PgPool) {
+    let old = Store::from_pool(pool.clone()).with_keyring(Arc::new(Keyring::new(&[1; 32], &[])));
+    for slug in ["a", "b", "c"] {
+        old.create_tenant(slug, slug).await.unwrap();
+    }
+    old.set_webhook_secret("a", "whsec_a").await.unwrap();
+    sqlx::query("UPDATE tenants SET webhook_secret = 'whsec_b' WHERE slug = 'b'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let plain = old.reseal_secrets(1, true).await.unwrap();
+    let t = &plain.columns[2];
+    assert_eq!(
+        (t.column.as_str(), t.sealed_plain, t.resealed),
+        ("tenants.webhook_secret", 1, 0)
+    );
+
+    let new =
+        Store::from_pool(pool.clone()).with_keyring(Arc::new(Keyring::new(&[2; 32], &[[1; 32]])));
+    let first = new.reseal_secrets(1, false).await.unwrap();
+    assert_eq!(
+        (first.columns[2].resealed, first.columns[2].current),
+        (2, 0)
+    );
+    let again = new.reseal_secrets(1, false).await.unwrap();
+    assert_eq!((again.changed(), again.columns[2].current), (0, 2));
+
+    let only_new = Store::from_pool(pool).with_keyring(Arc::new(Keyring::new(&[2; 32], &[])));
+    for (slug, want) in [("a", "whsec_a"), ("b", "whsec_b")] {
+        let (_, got) = only_new.tenant_webhook_secret(slug).await.unwrap().unwrap();
+        assert_eq!(got, want);
+    }
 }
 
 #[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]

@@ -15,7 +15,6 @@
 use std::time::{Duration, Instant};
 
 use awfdrs_bus::Namespace;
-use awfdrs_store::Store;
 use awfdrs_tests::{Ledger, Up, World, cleanup, reconcile_within};
 
 use crate::case::{Case, Expect};
@@ -66,9 +65,7 @@ fn log_control_characters(log: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn hostile_input_never_crashes_loses_or_lies() {
     let world = World::new().await;
-    let store = Store::connect(&world.database_url, 4, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let store = world.store(4).await;
     let acme_key = awfdrs_domain::new_api_key();
     let globex_key = awfdrs_domain::new_api_key();
     let acme = store.create_tenant("acme", &acme_key).await.unwrap();
