@@ -49,7 +49,7 @@ async fn demo_passes_against_awfdrs_up_with_the_shipped_rules() {
         "webhook   primary level 1 answered 500 to each of 3 tries, all webhook-id notification:",
         "slack     backup  level 2 <- ",
         "FAILED    3 tries, last HTTP 500: HTTP 500 (gave up after 3 tries)",
-        "saying *Recommendation:* escalate — every channel of level 1 failed to take it (fallback)",
+        "saying why: every channel of level 1 failed to take it (fallback)",
         "DELIVERED 1 try, last HTTP 200",
         "-> 200, acknowledged by operator:",
         "acknowledged: level 2 not told of it",

@@ -322,9 +322,9 @@ async fn fallback(
         .flatten()
         .filter_map(|b| b["text"]["text"].as_str())
         .find(|t| t.contains("(fallback)"))
-        .map(str::to_owned);
+        .map(|t| t.rsplit("— ").next().unwrap_or(t).to_owned());
     match says {
-        Some(s) => println!("      saying {s}"),
+        Some(s) => println!("      saying why: {s}"),
         None => problems.push("the level 2 notification does not say it is a fallback".to_owned()),
     }
     let tries = receiver.taken(&key(t, primary));
