@@ -188,8 +188,12 @@ impl Bench {
                 if a.schedulers == 1 { "" } else { "s" }
             ),
             Mode::Notifier => format!(
-                "notifier: {} escalations, each to {} channels",
+                "notifier: {} escalations {}, each to {} channels",
                 report::count(a.escalations),
+                match a.escalation_rate {
+                    0 => "at once".to_owned(),
+                    r => format!("at {}/s", report::count(r)),
+                },
                 notifier::CHANNELS.len()
             ),
             Mode::SlowClients => format!(

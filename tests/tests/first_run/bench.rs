@@ -94,12 +94,23 @@ async fn bench_notifier_mode_delivers_every_notification_once() {
     let out = awfdrs(
         &world,
         addr,
-        &["bench", "--modes", "notifier", "--escalations", "50"],
+        &[
+            "bench",
+            "--modes",
+            "notifier",
+            "--escalations",
+            "50",
+            "--escalation-rate",
+            "100",
+        ],
     )
     .await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    let b = block(&stdout, "notifier: 50 escalations, each to 2 channels");
+    let b = block(
+        &stdout,
+        "notifier: 50 escalations at 100/s, each to 2 channels",
+    );
     assert!(b.contains("published  50 escalations"), "{b}");
     assert!(
         b.contains("received   100 notifications of 100"),

@@ -111,6 +111,10 @@ pub struct BenchArgs {
     /// told to two channels on local receivers.
     #[arg(long, default_value_t = 2_000)]
     pub escalations: u64,
+    /// Escalations per second of the `notifier` mode; 0 publishes them as
+    /// fast as `--in-flight` allows.
+    #[arg(long, default_value_t = 0)]
+    pub escalation_rate: u64,
     /// Keep the database and the streams afterwards, for inspection.
     #[arg(long)]
     pub keep: bool,

@@ -5,7 +5,8 @@
 //! channels ([`CHANNELS`]) on local receivers ([`receive`]) that check every
 //! signature. Then one escalation per incident is published on
 //! `<ns>.escalations.<tenant>` as the coordinator's relay publishes it,
-//! as fast as `--in-flight` allows, and the notifier runs until every
+//! at `--escalation-rate` or as fast as `--in-flight` allows, and the
+//! notifier runs until every
 //! notification has arrived and is recorded `DELIVERED`. Figures:
 //! notifications per second, escalation published -> notification
 //! received, and the correctness checks: every notification delivered
@@ -155,9 +156,10 @@ impl Bench {
         awfdrs_notifier::start(&harness).await?;
         let workers = tokio::spawn(harness.run());
         let expected = n * channels.len() as u64;
+        let rate = Some(a.escalation_rate).filter(|r| *r > 0);
         let result = async {
             let (sent, publishing) =
-                watch::publish_messages(&producer, messages, None, a.in_flight).await?;
+                watch::publish_messages(&producer, messages, rate, a.in_flight).await?;
             let start = tokio::time::Instant::now();
             watch::wait_for(
                 expected,
