@@ -23,6 +23,10 @@
 //!   real coordinator and scheduler: decision published -> retry command
 //!   received, actions per second, and the lateness of `--scheduled`
 //!   retries due over `--due-over` (see [`remediation`]);
+//! * on request (`--modes notifier`), the real notifier: `--escalations`
+//!   escalations, each told to two channels on local receivers:
+//!   notifications per second, escalation published -> notification
+//!   received, each delivered once per `webhook-id` (see [`notifier`]);
 //! * on request (`--modes slow-clients`), the gateway under slowloris
 //!   connections and stalled uploads, with this process's resident memory
 //!   and the latency of well-behaved requests meanwhile (see [`slow`]).
@@ -32,7 +36,7 @@
 //!
 //! This module holds the run itself: the modes in order, each mode's
 //! configuration and the clean-up; each kind of mode is in its own module
-//! (`ceiling`, `pipeline`, `analysis`, `remediation`, `slow`), the load in `load`, the
+//! (`ceiling`, `pipeline`, `analysis`, `remediation`, `notifier`, `slow`), the load in `load`, the
 //! printout in `report`.
 
 mod analysis;
@@ -40,6 +44,7 @@ mod args;
 mod ceiling;
 mod load;
 mod machine;
+mod notifier;
 mod outcome;
 mod pipeline;
 mod probe;
@@ -80,10 +85,11 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         || args.remediation_seconds == 0
         || args.scheduled == 0
         || args.schedulers == 0
+        || args.escalations == 0
     {
         bail!(
-            "--remediation-rate, --remediation-seconds, --scheduled and --schedulers must be \
-             positive"
+            "--remediation-rate, --remediation-seconds, --scheduled, --schedulers and \
+             --escalations must be positive"
         );
     }
     let mut modes = args.modes.clone();
@@ -181,6 +187,15 @@ impl Bench {
                 a.schedulers,
                 if a.schedulers == 1 { "" } else { "s" }
             ),
+            Mode::Notifier => format!(
+                "notifier: {} escalations {}, each to {} channels",
+                report::count(a.escalations),
+                match a.escalation_rate {
+                    0 => "at once".to_owned(),
+                    r => format!("at {}/s", report::count(r)),
+                },
+                notifier::CHANNELS.len()
+            ),
             Mode::SlowClients => format!(
                 "slow clients: {} slowloris, {} stalled uploads (reconnecting after {} ms), \
                  {} good clients",
@@ -245,6 +260,10 @@ impl Bench {
                 Mode::Scheduler => {
                     let figures = self.scheduler().await.with_context(context)?;
                     report::scheduler(&label, &self.config.scheduler, &figures);
+                }
+                Mode::Notifier => {
+                    let figures = self.notifier().await.with_context(context)?;
+                    report::notifier(&label, &self.config.notifications, &figures);
                 }
                 _ => {
                     let figures = self.analysis(mode).await.with_context(context)?;

@@ -22,6 +22,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 mod explain;
+mod notify;
+mod quiet;
 mod receiver;
 mod remedy;
 mod stage;
@@ -389,9 +391,11 @@ pub async fn run(config: Config, args: DemoArgs) -> anyhow::Result<()> {
         ns: &ns,
         prefix: &slug,
         successes: config.detector.auto_resolve_successes,
+        rules: &rules,
         settle,
     };
     tally.problems.extend(remedy::play(&stage).await?);
+    tally.problems.extend(notify::play(&stage).await?);
     if !tally.problems.is_empty() {
         bail!(
             "the demo did not go as it should:\n  {}",

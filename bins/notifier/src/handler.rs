@@ -63,7 +63,8 @@ impl NotifierHandler {
         }
         let channels = store.channels(e.tenant_id).await?;
         let chosen = recipients::first_level(&channels, decision.classification.severity, None);
-        let group = recipients::group_key(&incident, &decision, &self.ctx.rules.current());
+        let group = recipients::group_key(&incident, &decision, &self.ctx.rules.current())
+            .filter(|_| !queue::window(&self.ctx).is_zero());
         let mut planned =
             recipients::escalated(&chosen, &incident, &decision, &e.reason, group.as_deref());
         // A grouped one waits for the others of its group; one held by

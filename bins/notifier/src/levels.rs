@@ -94,7 +94,8 @@ async fn next_level(ctx: &Context, due: &LevelDue) -> Result<usize, StoreError> 
             due.level
         )
     };
-    let group = recipients::group_key(&incident, &decision, &ctx.rules.current());
+    let group = recipients::group_key(&incident, &decision, &ctx.rules.current())
+        .filter(|_| !crate::queue::window(ctx).is_zero());
     let planned = recipients::escalated(&chosen, &incident, &decision, &reason, group.as_deref());
     let new = crate::queue::commit(ctx, &planned).await?;
     if due.failed && new > 0 {

@@ -2,7 +2,8 @@
 //! throw-away database per run, the bare table of the raw ceiling,
 //! reading back when a tenant's events were committed, and for the
 //! analysis modes a history of past incidents and when decisions were made;
-//! for the remediation modes, what the `remediation` module writes.
+//! for the remediation modes, what the `remediation` module writes; for
+//! the notifier mode, how its notifications ended.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
@@ -11,8 +12,10 @@ use uuid::Uuid;
 
 use crate::{Store, StoreError};
 
+mod notifier;
 mod remediation;
 
+pub use notifier::BenchNotificationOutcome;
 pub use remediation::{BenchActionTimes, SeedIncidents};
 
 /// A database created for one benchmark run, on the server of the

@@ -1,7 +1,8 @@
-//! `awfdrs bench`'s remediation modes, run as the README shows them at a
-//! tiny size: the real coordinator and scheduler turn every decision into
-//! one retry command, and the scheduler fires every seeded retry once and
-//! never early. Their figures are printed, not asserted.
+//! `awfdrs bench`'s remediation and notifier modes, run as the README
+//! shows them at a tiny size: the real coordinator and scheduler turn every
+//! decision into one retry command, the scheduler fires every seeded retry
+//! once and never early, and the notifier delivers every notification once.
+//! Their figures are printed, not asserted.
 
 use awfdrs_tests::{World, cleanup};
 
@@ -79,6 +80,67 @@ async fn bench_remediation_and_scheduler_modes_print_their_figures() {
         assert!(!out.status.success(), "{bad:?} succeeded");
         assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
     }
+    let ctx = world.context(&[]).await;
+    cleanup(&ctx, &world).await;
+}
+
+/// `awfdrs bench --modes notifier` at a tiny size: the real notifier tells
+/// both channels of every escalation, each notification once per
+/// `webhook-id`, signed, in one try. Its figures are printed, not asserted.
+#[tokio::test]
+async fn bench_notifier_mode_delivers_every_notification_once() {
+    let world = World::new().await;
+    let addr = "127.0.0.1:9";
+    let out = awfdrs(
+        &world,
+        addr,
+        &[
+            "bench",
+            "--modes",
+            "notifier",
+            "--escalations",
+            "50",
+            "--escalation-rate",
+            "100",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let b = block(
+        &stdout,
+        "notifier: 50 escalations at 100/s, each to 2 channels",
+    );
+    assert!(b.contains("published  50 escalations"), "{b}");
+    assert!(
+        b.contains("received   100 notifications of 100"),
+        "every escalation told to both channels: {b}"
+    );
+    assert!(
+        b.contains("; 0 repeated webhook-ids, 0 not ours, 0 unverified signatures"),
+        "{b}"
+    );
+    assert!(
+        b.contains("recorded   DELIVERED 100 in 100 tries;"),
+        "each in one try: {b}"
+    );
+    assert!(
+        b.contains("escalation published -> notification received  ms p50"),
+        "{b}"
+    );
+
+    let out = awfdrs(
+        &world,
+        addr,
+        &["bench", "--modes", "notifier", "--escalations", "0"],
+    )
+    .await;
+    assert!(!out.status.success(), "--escalations 0 succeeded");
+    assert!(
+        text(&out.stderr).contains("--escalations"),
+        "{}",
+        text(&out.stderr)
+    );
     let ctx = world.context(&[]).await;
     cleanup(&ctx, &world).await;
 }

@@ -107,6 +107,14 @@ pub struct BenchArgs {
     /// its own connections, as separate processes would have).
     #[arg(long, default_value_t = 1)]
     pub schedulers: usize,
+    /// Escalations of the `notifier` mode, each of its own incident, each
+    /// told to two channels on local receivers.
+    #[arg(long, default_value_t = 2_000)]
+    pub escalations: u64,
+    /// Escalations per second of the `notifier` mode; 0 publishes them as
+    /// fast as `--in-flight` allows.
+    #[arg(long, default_value_t = 0)]
+    pub escalation_rate: u64,
     /// Keep the database and the streams afterwards, for inspection.
     #[arg(long)]
     pub keep: bool,
@@ -140,6 +148,11 @@ pub enum Mode {
     /// `--scheduled` retries due over `--due-over`, fired by the real
     /// scheduler: lateness (fired - due) and commands per second.
     Scheduler,
+    /// `--escalations` escalations published to the real notifier, each
+    /// told to two channels on local receivers: notifications per second,
+    /// escalation published -> notification received, and each delivered
+    /// once per `webhook-id`.
+    Notifier,
     /// Good requests while slowloris connections and stalled uploads press
     /// on the gateway: resident memory and latency.
     SlowClients,
@@ -160,6 +173,7 @@ impl Mode {
                 | Self::Remediation
                 | Self::RemediationMax
                 | Self::Scheduler
+                | Self::Notifier
                 | Self::Warmup
         )
     }
@@ -176,6 +190,7 @@ impl Mode {
             Self::Remediation => "remediation",
             Self::RemediationMax => "remediationmax",
             Self::Scheduler => "scheduler",
+            Self::Notifier => "notifier",
             Self::SlowClients => "slowclients",
             Self::Warmup => "warmup",
         }

@@ -68,7 +68,8 @@ impl Bench {
             | Mode::AnalysisMax
             | Mode::Remediation
             | Mode::RemediationMax
-            | Mode::Scheduler => {
+            | Mode::Scheduler
+            | Mode::Notifier => {
                 bail!("{mode:?} is not a pipeline mode")
             }
         };

@@ -17,8 +17,8 @@
 //!   `due_at`), commands per second, this process's resident memory.
 
 mod rules;
-mod seed;
-mod watch;
+pub(super) mod seed;
+pub(super) mod watch;
 
 use std::time::Duration;
 

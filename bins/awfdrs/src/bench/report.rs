@@ -9,8 +9,10 @@ use super::load::{SUCCESS_PERCENT, WORKFLOW_COUNT};
 use super::machine::{self, GROUPS};
 use super::{Bench, Mode, Outcome};
 
+mod notifier;
 mod remediation;
 
+pub(super) use notifier::notifier;
 pub(super) use remediation::{remediation, scheduler};
 
 /// `12345678` as `12,345,678`.

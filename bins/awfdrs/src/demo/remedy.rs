@@ -63,17 +63,9 @@ pub(super) async fn play(stage: &Stage<'_>) -> anyhow::Result<Vec<String>> {
             .send(&a, reqwest::Method::POST, "/api/v1/events", Some(e))
             .await?;
     }
-    let delivered = tokio::time::timeout(stage.settle, async {
-        while let Some(d) = receiver.seen.recv().await {
-            if d.tenant == a.slug {
-                return Some(d);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten();
+    let delivered = receiver
+        .next_for(&a.slug, Instant::now() + stage.settle)
+        .await;
     match delivered {
         Some(d) if d.verified.is_ok() => println!(
             "  callback received {} (Standard Webhooks signature verified)",

@@ -25,6 +25,8 @@ pub(super) struct Stage<'a> {
     pub prefix: &'a str,
     /// Successes that resolve an incident (`detector.auto_resolve_successes`).
     pub successes: u32,
+    /// The rules the demo reads (those `awfdrs up` runs with).
+    pub rules: &'a awfdrs_rules::Rules,
     pub settle: Duration,
 }
 

@@ -132,7 +132,7 @@ pub(super) fn decision(tenant: (Uuid, &str), id: Uuid, i: u64, at: DateTime<Utc>
 ///
 /// # Errors
 /// On database failure.
-pub(super) async fn decided(
+pub(in crate::bench) async fn decided(
     store: &Store,
     tenant: (Uuid, &str),
     n: u64,

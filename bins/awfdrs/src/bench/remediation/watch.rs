@@ -1,6 +1,7 @@
 //! The two ends of a remediation mode: decisions published on
 //! `<ns>.decisions.<tenant>` as the analyzer's relay publishes them (one
-//! JetStream publish each, message id `decision:<id>`), paced or not; and
+//! JetStream publish each, message id `decision:<id>`), paced or not (the
+//! notifier mode publishes its escalations the same way); and
 //! a plain NATS subscription to the tenant's retry commands, which notes
 //! when each incident's first command arrived.
 
@@ -105,7 +106,7 @@ impl Watcher {
 ///
 /// # Errors
 /// When it stalls, or `done` fails.
-pub(super) async fn wait_for<F, Fut>(
+pub(in crate::bench) async fn wait_for<F, Fut>(
     expected: u64,
     not_before: tokio::time::Instant,
     stalled: Duration,
@@ -132,10 +133,8 @@ where
     }
 }
 
-/// Publishes `decisions` on the decisions subject, at most `in_flight`
-/// awaiting their JetStream ack; with `rate`, decision `i` goes at
-/// `start + i / rate`. Returns when each was handed to the bus (in order)
-/// and how long publishing took.
+/// Publishes `decisions` on the decisions subject as the analyzer's relay
+/// does ([`publish_messages`]).
 ///
 /// # Errors
 /// When a publish fails: its retry could never come.
@@ -145,24 +144,43 @@ pub(super) async fn publish(
     rate: Option<u64>,
     in_flight: usize,
 ) -> anyhow::Result<(Vec<DateTime<Utc>>, Duration)> {
+    let mut messages = Vec::with_capacity(decisions.len());
+    for d in decisions {
+        messages.push(Outgoing {
+            subject: bus.ns().decisions(&d.tenant),
+            msg_id: d.msg_id(),
+            correlation_id: Some(d.correlation_id.clone()),
+            headers: Vec::new(),
+            payload: Bytes::from(serde_json::to_vec(d)?),
+        });
+    }
+    publish_messages(bus, messages, rate, in_flight).await
+}
+
+/// Publishes `messages` (JetStream), at most `in_flight` awaiting their
+/// ack at once; with `rate`, message `i` goes at `start + i / rate`.
+/// Returns when each was handed to the bus (in order) and how long
+/// publishing took.
+///
+/// # Errors
+/// When a publish fails.
+pub(in crate::bench) async fn publish_messages(
+    bus: &Arc<Bus>,
+    messages: Vec<Outgoing>,
+    rate: Option<u64>,
+    in_flight: usize,
+) -> anyhow::Result<(Vec<DateTime<Utc>>, Duration)> {
     let failed = Arc::new(std::sync::Mutex::new(None::<String>));
     let permits = Arc::new(Semaphore::new(in_flight.max(1)));
     let started = tokio::time::Instant::now();
-    let mut sent = Vec::with_capacity(decisions.len());
-    for (i, d) in decisions.iter().enumerate() {
+    let mut sent = Vec::with_capacity(messages.len());
+    for (i, msg) in messages.into_iter().enumerate() {
         if let Some(rate) = rate.filter(|r| *r > 0) {
             let offset = (i as u128) * 1_000_000_000 / u128::from(rate);
             let offset = u64::try_from(offset).unwrap_or(u64::MAX);
             tokio::time::sleep_until(started + Duration::from_nanos(offset)).await;
         }
         let permit = permits.clone().acquire_owned().await?;
-        let msg = Outgoing {
-            subject: bus.ns().decisions(&d.tenant),
-            msg_id: d.msg_id(),
-            correlation_id: Some(d.correlation_id.clone()),
-            headers: Vec::new(),
-            payload: Bytes::from(serde_json::to_vec(d)?),
-        };
         sent.push(Utc::now());
         let (bus, failed) = (bus.clone(), failed.clone());
         tokio::spawn(async move {
@@ -177,7 +195,7 @@ pub(super) async fn publish(
     let _ = permits.acquire_many(all).await?;
     let publishing = started.elapsed();
     if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        bail!("publishing a decision: {e}");
+        bail!("publishing: {e}");
     }
     Ok((sent, publishing))
 }

@@ -5,12 +5,12 @@ use hdrhistogram::Histogram;
 
 use super::{count, flush, percentiles};
 
-fn percentile_line(h: &Histogram<u64>) -> String {
+pub(super) fn percentile_line(h: &Histogram<u64>) -> String {
     let [p50, p95, p99, max] = percentiles(Some(h));
     format!("ms p50 {p50}  p95 {p95}  p99 {p99}  max {max}")
 }
 
-fn memory_line(memory_kib: Option<(u64, u64)>, what: &str) -> String {
+pub(super) fn memory_line(memory_kib: Option<(u64, u64)>, what: &str) -> String {
     match memory_kib {
         Some((rss, hwm)) => format!(
             "  memory     VmRSS {:.1} MiB, VmHWM {:.1} MiB ({what})",
