@@ -111,6 +111,26 @@ impl Config {
             "must be between 256 and 65534",
         );
         check(
+            (1..=1000).contains(&self.http.group_max),
+            "http.group_max",
+            "must be between 1 and 1000",
+        );
+        check(
+            self.http.group_linger_us <= 100_000,
+            "http.group_linger_us",
+            "must be at most 100000 (0 turns group commit off)",
+        );
+        check(
+            self.http.group_queue >= 1,
+            "http.group_queue",
+            "must be at least 1",
+        );
+        check(
+            self.http.group_settlements >= 1,
+            "http.group_settlements",
+            "must be at least 1",
+        );
+        check(
             self.ingress.per_tenant_per_second >= 1,
             "ingress.per_tenant_per_second",
             "must be at least 1",

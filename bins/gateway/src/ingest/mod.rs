@@ -2,8 +2,9 @@
 //!
 //! The handlers are here, with what both routes share: ingress admission
 //! and the validation of one event. The body of each route is in `single`
-//! and `batch`; reserving, publishing and committing is in `settle`; the
-//! answers are in `answer`.
+//! and `batch`; reserving, publishing and committing is in `settle`; group
+//! commit of concurrent single-event requests is in `group`; the answers
+//! are in `answer`.
 
 use std::num::NonZeroU32;
 
@@ -25,10 +26,12 @@ use crate::{AppState, Problem, auth};
 
 mod answer;
 mod batch;
+mod group;
 mod settle;
 mod single;
 
 use answer::count_rejection;
+pub(crate) use group::Coalescer;
 
 /// A validated event ready to reserve and publish.
 struct Ready {

@@ -1,5 +1,6 @@
 //! The body of `POST /api/v1/events`: one event admitted, validated,
-//! accepted, and answered on its own.
+//! accepted (in a group with concurrent requests when group commit is on),
+//! and answered on its own.
 
 use awfdrs_store::Tenant;
 use axum::http::{HeaderMap, StatusCode};
@@ -10,7 +11,7 @@ use tracing::{Instrument, info_span};
 
 use super::answer::{Fate, count_rejection};
 use super::settle::accept;
-use super::{admit, validate};
+use super::{Coalescer, admit, validate};
 use crate::{AppState, Problem};
 
 /// One authenticated event whose body has been read.
@@ -22,13 +23,23 @@ pub(super) async fn ingest_single(
 ) -> Response {
     let result = async {
         admit(state, tenant, 1)?;
+        let coming = state.inner.group.as_ref().map(Coalescer::coming);
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
         let ready = validate(&value, headers).map_err(Problem::invalid)?;
         let span =
             info_span!("ingest", tenant = %tenant.slug, correlation_id = %ready.correlation_id);
-        let mut fates = accept(state, tenant, vec![ready]).instrument(span).await?;
-        Ok::<_, Problem>(fates.pop())
+        match (&state.inner.group, coming) {
+            (Some(group), Some(coming)) => group
+                .submit(tenant, ready, coming)
+                .instrument(span)
+                .await
+                .map(Some),
+            _ => {
+                let mut fates = accept(state, tenant, vec![ready]).instrument(span).await?;
+                Ok::<_, Problem>(fates.pop())
+            }
+        }
     }
     .await;
     match result {
