@@ -3,8 +3,9 @@
 //! Each `POST /api/v1/events` hands its validated event to a bounded queue
 //! and waits for its own fate. One collector forms groups: it takes what is
 //! waiting, up to `http.group_max`, and lingers up to `http.group_linger_us`
-//! while more requests are on their way (past admission, not yet queued),
-//! never when none is, so a lone client waits for nothing. Each group is
+//! while more requests are on their way (being read, authenticated or
+//! validated, not yet queued), never when none is, so a lone client waits
+//! for nothing. Each group is
 //! settled like a batch request ([`settle`](super::settle)): one key
 //! reservation, one burst of publishes whose acks are awaited together, one
 //! commit, and then every request is answered from its own event's fate. At
@@ -49,8 +50,8 @@ struct Shape {
 #[derive(Debug)]
 pub(crate) struct Coalescer {
     queue: mpsc::Sender<Pending>,
-    /// Requests past admission that are not queued yet: while there are
-    /// some, a group waits for them (up to the linger).
+    /// Single-event requests being handled that are not queued yet: while
+    /// there are some, a group waits for them (up to the linger).
     coming: Arc<AtomicUsize>,
 }
 

@@ -63,9 +63,13 @@ pub(crate) async fn single(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Counted from here, so a group lingers for requests still being read.
+    let coming = state.inner.group.as_ref().map(Coalescer::coming);
     match auth::ingest(&state, &headers, body, auth::Route::Single).await {
         // `_held` keeps the body's share of the buffering budget until the answer.
-        Ok((tenant, body, _held)) => single::ingest_single(&state, &tenant, &headers, body).await,
+        Ok((tenant, body, _held)) => {
+            single::ingest_single(&state, &tenant, &headers, body, coming).await
+        }
         Err(p) => {
             count_rejection(&state, &p);
             p.into_response()

@@ -10,20 +10,22 @@ use serde_json::Value;
 use tracing::{Instrument, info_span};
 
 use super::answer::{Fate, count_rejection};
+use super::group::Coming;
 use super::settle::accept;
-use super::{Coalescer, admit, validate};
+use super::{admit, validate};
 use crate::{AppState, Problem};
 
-/// One authenticated event whose body has been read.
+/// One authenticated event whose body has been read; `coming` counts it
+/// on its way to a group when group commit is on.
 pub(super) async fn ingest_single(
     state: &AppState,
     tenant: &Tenant,
     headers: &HeaderMap,
     body: Bytes,
+    coming: Option<Coming>,
 ) -> Response {
     let result = async {
         admit(state, tenant, 1)?;
-        let coming = state.inner.group.as_ref().map(Coalescer::coming);
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| Problem::bad_request(format!("the body is not valid JSON: {e}")))?;
         let ready = validate(&value, headers).map_err(Problem::invalid)?;
