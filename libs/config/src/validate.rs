@@ -279,3 +279,40 @@ impl Config {
         errs
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Env};
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn group_commit_settings_are_checked_together() {
+        let errs = Config::load(
+            None,
+            &env(&[
+                ("AWFDRS__HTTP__GROUP_MAX", "0"),
+                ("AWFDRS__HTTP__GROUP_LINGER_US", "100001"),
+                ("AWFDRS__HTTP__GROUP_QUEUE", "0"),
+                ("AWFDRS__HTTP__GROUP_SETTLEMENTS", "0"),
+            ]),
+            &[],
+        )
+        .expect_err("invalid");
+        let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "http.group_max",
+                "http.group_linger_us",
+                "http.group_queue",
+                "http.group_settlements"
+            ]
+        );
+    }
+}
