@@ -186,3 +186,59 @@ async fn a_lone_client_is_not_held_for_the_linger() {
     .await;
     sys.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_503_with_retry_after_and_keeps_nothing_of_those_it_refused() {
+    let sys = System::start(&[
+        LINGER,
+        ("AWFDRS__HTTP__GROUP_MAX", "1"),
+        ("AWFDRS__HTTP__GROUP_QUEUE", "1"),
+        ("AWFDRS__HTTP__GROUP_SETTLEMENTS", "1"),
+    ])
+    .await;
+    let (tenant, key) = sys.tenant("acme").await;
+    let bodies: Vec<Value> = (0..60)
+        .map(|i| failure(&format!("q-{i}"), "checkout", "payment_timeout"))
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().map(|b| {
+        sys.http
+            .post(format!("{}/api/v1/events", sys.base))
+            .bearer_auth(&key)
+            .json(b)
+            .send()
+    }))
+    .await;
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for (body, answer) in bodies.iter().zip(answers) {
+        let answer = answer.unwrap();
+        match answer.status().as_u16() {
+            202 => accepted.push(body["idempotency_key"].as_str().unwrap().to_owned()),
+            503 => {
+                assert!(answer.headers().contains_key("retry-after"));
+                refused += 1;
+            }
+            other => panic!("{other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    assert!(
+        refused > 0,
+        "the queue never filled; the test proves nothing"
+    );
+    let mut kept: Vec<String> =
+        sqlx::query_scalar("SELECT idempotency_key FROM ingest_keys WHERE tenant_id = $1")
+            .bind(tenant.id)
+            .fetch_all(sys.ctx.store.pool())
+            .await
+            .unwrap();
+    kept.sort_unstable();
+    accepted.sort_unstable();
+    assert_eq!(kept, accepted, "exactly the accepted keys are kept");
+    eventually(
+        Duration::from_secs(20),
+        "every accepted event stored",
+        || async { (sys.rows("events", tenant.id).await == accepted.len() as i64).then_some(()) },
+    )
+    .await;
+    sys.stop().await;
+}

@@ -52,7 +52,7 @@ struct Ready {
         (status = 401, description = "No key, a bad key, or a bad signature", content_type = "application/problem+json", body = schema::Problem),
         (status = 413, description = "The body is over the route's limit", content_type = "application/problem+json", body = schema::Problem),
         (status = 429, description = "The tenant's ingress rate is exceeded (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
-        (status = 503, description = "The broker or the database cannot take it now (with `Retry-After`); nothing is kept", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The broker or the database cannot take it now, or the gateway has as many events waiting as it may (with `Retry-After`); nothing is kept", content_type = "application/problem+json", body = schema::Problem),
         (status = 409, description = "The idempotency key was accepted with another body", content_type = "application/problem+json", body = schema::Problem),
         (status = 422, description = "Invalid fields, each named in `errors`", content_type = "application/problem+json", body = schema::Problem),
     ),
