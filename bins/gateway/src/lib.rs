@@ -55,11 +55,14 @@ struct Inner {
     unauthenticated: Semaphore,
     /// Bytes of request bodies buffered at once, in [`auth::BUDGET_UNIT`]s.
     body_budget: Arc<Semaphore>,
+    /// Group commit of single-event requests, unless it is off.
+    group: Option<ingest::Coalescer>,
 }
 
 impl AppState {
-    /// The gateway's state over `ctx`.
-    pub fn new(ctx: Context) -> Self {
+    /// The gateway's state over `ctx`, with group commit of single-event
+    /// requests when it is on.
+    fn new(ctx: Context, group: Option<ingest::Coalescer>) -> Self {
         let ingress = &ctx.config.ingress;
         let rate = NonZeroU32::new(ingress.per_tenant_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(ingress.burst).unwrap_or(NonZeroU32::MIN);
@@ -75,6 +78,7 @@ impl AppState {
                         .div_ceil(auth::BUDGET_UNIT)
                         .min(Semaphore::MAX_PERMITS),
                 )),
+                group,
                 ctx,
             }),
         }
@@ -280,7 +284,8 @@ pub fn start_on(
     info!(%addr, "gateway listening");
     let ctx = harness.ctx().clone();
     let limits = server::Limits::new(&ctx.config.http, ctx.config.shutdown.grace());
-    let app = router(AppState::new(ctx));
+    let group = ingest::Coalescer::start(harness);
+    let app = router(AppState::new(ctx, group));
     harness.spawn("gateway.http", |stop| async move {
         server::serve(listener, app, limits, stop).await?;
         info!("gateway stopped");

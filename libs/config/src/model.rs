@@ -75,6 +75,18 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Longest request target, path and query (414 above it).
     pub max_uri_bytes: usize,
+    /// Group commit of single-event requests: at most this many events per
+    /// group (one key reservation, one burst of publishes, one commit).
+    pub group_max: usize,
+    /// How long a group waits for more requests while others are on their
+    /// way, in microseconds; 0 turns group commit off (each request is
+    /// settled on its own).
+    pub group_linger_us: u64,
+    /// Single-event requests waiting for a group; one more is answered 503
+    /// with `Retry-After`.
+    pub group_queue: usize,
+    /// Groups being settled at once (each holds a database connection).
+    pub group_settlements: usize,
 }
 
 /// Per-process, per-tenant ingress limits (GCRA in memory).

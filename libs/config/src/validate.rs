@@ -111,6 +111,26 @@ impl Config {
             "must be between 256 and 65534",
         );
         check(
+            (1..=1000).contains(&self.http.group_max),
+            "http.group_max",
+            "must be between 1 and 1000",
+        );
+        check(
+            self.http.group_linger_us <= 100_000,
+            "http.group_linger_us",
+            "must be at most 100000 (0 turns group commit off)",
+        );
+        check(
+            self.http.group_queue >= 1,
+            "http.group_queue",
+            "must be at least 1",
+        );
+        check(
+            self.http.group_settlements >= 1,
+            "http.group_settlements",
+            "must be at least 1",
+        );
+        check(
             self.ingress.per_tenant_per_second >= 1,
             "ingress.per_tenant_per_second",
             "must be at least 1",
@@ -290,5 +310,42 @@ impl Config {
             errs.extend(problems);
         }
         errs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Env};
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn group_commit_settings_are_checked_together() {
+        let errs = Config::load(
+            None,
+            &env(&[
+                ("AWFDRS__HTTP__GROUP_MAX", "0"),
+                ("AWFDRS__HTTP__GROUP_LINGER_US", "100001"),
+                ("AWFDRS__HTTP__GROUP_QUEUE", "0"),
+                ("AWFDRS__HTTP__GROUP_SETTLEMENTS", "0"),
+            ]),
+            &[],
+        )
+        .expect_err("invalid");
+        let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "http.group_max",
+                "http.group_linger_us",
+                "http.group_queue",
+                "http.group_settlements"
+            ]
+        );
     }
 }

@@ -20,6 +20,7 @@ use crate::{Store, StoreError};
 /// One key to reserve.
 #[derive(Debug, Clone)]
 pub struct KeyClaim {
+    pub tenant: Uuid,
     pub key: String,
     pub event_id: Uuid,
     pub body_hash: Vec<u8>,
@@ -47,6 +48,7 @@ pub enum Claimed {
 /// A key's row as a reservation finds it taken.
 #[derive(sqlx::FromRow)]
 struct TakenKey {
+    tenant_id: Uuid,
     idempotency_key: String,
     event_id: Uuid,
     body_hash: Vec<u8>,
@@ -57,22 +59,24 @@ struct TakenKey {
 #[derive(Debug)]
 pub struct Reservation {
     tx: Transaction<'static, Postgres>,
-    tenant: Uuid,
 }
 
 impl Reservation {
-    /// Makes the reservations permanent, except for `failed` keys (whose
-    /// publish did not go through), which are released.
+    /// Makes the reservations permanent, except for `failed` keys (tenant
+    /// and key, whose publish did not go through), which are released.
     ///
     /// # Errors
     /// On database failure; then no key is reserved.
-    pub async fn commit(mut self, failed: &[String]) -> Result<(), StoreError> {
+    pub async fn commit(mut self, failed: &[(Uuid, String)]) -> Result<(), StoreError> {
         if !failed.is_empty() {
+            let (tenants, keys): (Vec<Uuid>, Vec<String>) = failed.iter().cloned().unzip();
             sqlx::query(
-                "DELETE FROM ingest_keys WHERE tenant_id = $1 AND idempotency_key = ANY($2)",
+                "DELETE FROM ingest_keys k
+                 USING UNNEST($1::uuid[], $2::text[]) AS f(t, key)
+                 WHERE k.tenant_id = f.t AND k.idempotency_key = f.key",
             )
-            .bind(self.tenant)
-            .bind(failed)
+            .bind(tenants)
+            .bind(keys)
             .execute(&mut *self.tx)
             .await?;
         }
@@ -91,68 +95,73 @@ impl Reservation {
 }
 
 impl Store {
-    /// Reserves `claims` (distinct keys) for `tenant`; one answer per claim,
-    /// in order. Keys of events that reached the detector straight from NATS
-    /// have their row too, so both paths see each other's keys.
+    /// Reserves `claims` (distinct tenant and key pairs, of one tenant or of
+    /// several: the gateway reserves a group of concurrent requests in one
+    /// statement); one answer per claim, in order. Keys of events that
+    /// reached the detector straight from NATS have their row too, so both
+    /// paths see each other's keys.
     ///
     /// # Errors
     /// On database failure; nothing is reserved then.
     pub async fn reserve_keys(
         &self,
-        tenant: Uuid,
         claims: &[KeyClaim],
     ) -> Result<(Vec<Claimed>, Reservation), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let inserted: Vec<String> = sqlx::query_scalar(
+        // Rows are taken in key order, so two reservations sharing keys
+        // wait for each other instead of deadlocking.
+        let inserted: Vec<(Uuid, String)> = sqlx::query_as(
             "INSERT INTO ingest_keys
                  (tenant_id, idempotency_key, event_id, body_hash, correlation_id, reservation)
-             SELECT $1, k, e, h, c, r
-             FROM UNNEST($2::text[], $3::uuid[], $4::bytea[], $5::text[], $6::uuid[])
-                 AS u(k, e, h, c, r)
-             ORDER BY k
+             SELECT t, k, e, h, c, r
+             FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bytea[], $5::text[], $6::uuid[])
+                 AS u(t, k, e, h, c, r)
+             ORDER BY t, k
              ON CONFLICT DO NOTHING
-             RETURNING idempotency_key",
+             RETURNING tenant_id, idempotency_key",
         )
-        .bind(tenant)
-        .bind(claims.iter().map(|c| c.key.clone()).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.tenant).collect::<Vec<_>>())
+        .bind(claims.iter().map(|c| c.key.as_str()).collect::<Vec<_>>())
         .bind(claims.iter().map(|c| c.event_id).collect::<Vec<_>>())
         .bind(
             claims
                 .iter()
-                .map(|c| c.body_hash.clone())
+                .map(|c| c.body_hash.as_slice())
                 .collect::<Vec<_>>(),
         )
         .bind(
             claims
                 .iter()
-                .map(|c| c.correlation_id.clone())
+                .map(|c| c.correlation_id.as_str())
                 .collect::<Vec<_>>(),
         )
         .bind(claims.iter().map(|c| c.reservation).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
-        let inserted: HashSet<String> = inserted.into_iter().collect();
+        let inserted: HashSet<(Uuid, String)> = inserted.into_iter().collect();
 
-        let taken: Vec<String> = claims
+        let (taken_tenants, taken_keys): (Vec<Uuid>, Vec<&str>) = claims
             .iter()
-            .filter(|c| !inserted.contains(&c.key))
-            .map(|c| c.key.clone())
-            .collect();
-        let mut seen: HashMap<String, (Uuid, Vec<u8>, String)> = HashMap::new();
-        if !taken.is_empty() {
+            .filter(|c| !inserted.contains(&(c.tenant, c.key.clone())))
+            .map(|c| (c.tenant, c.key.as_str()))
+            .unzip();
+        let mut seen: HashMap<(Uuid, String), (Uuid, Vec<u8>, String)> = HashMap::new();
+        if !taken_keys.is_empty() {
             // The INSERT waited for any transaction holding these keys, so
             // this statement's snapshot sees what that one committed.
             let rows: Vec<TakenKey> = sqlx::query_as(
-                "SELECT idempotency_key, event_id, body_hash, correlation_id FROM ingest_keys
-                 WHERE tenant_id = $1 AND idempotency_key = ANY($2)",
+                "SELECT k.tenant_id, k.idempotency_key, k.event_id, k.body_hash, k.correlation_id
+                 FROM ingest_keys k
+                 JOIN UNNEST($1::uuid[], $2::text[]) AS f(t, key)
+                     ON k.tenant_id = f.t AND k.idempotency_key = f.key",
             )
-            .bind(tenant)
-            .bind(&taken)
+            .bind(taken_tenants)
+            .bind(taken_keys)
             .fetch_all(&mut *tx)
             .await?;
             seen.extend(rows.into_iter().map(|r| {
                 (
-                    r.idempotency_key,
+                    (r.tenant_id, r.idempotency_key),
                     (r.event_id, r.body_hash, r.correlation_id),
                 )
             }));
@@ -160,7 +169,7 @@ impl Store {
 
         let answers = claims
             .iter()
-            .map(|c| match seen.get(&c.key) {
+            .map(|c| match seen.get(&(c.tenant, c.key.clone())) {
                 None => Claimed::New,
                 Some((event_id, hash, correlation_id)) if *hash == c.body_hash => {
                     Claimed::Duplicate {
@@ -173,6 +182,6 @@ impl Store {
                 },
             })
             .collect();
-        Ok((answers, Reservation { tx, tenant }))
+        Ok((answers, Reservation { tx }))
     }
 }

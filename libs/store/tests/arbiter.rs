@@ -49,16 +49,14 @@ async fn an_http_event_is_stored_only_under_its_own_reservation(pool: PgPool) {
     e.source = "http";
     e.reservation = Some(ours);
     let (_, r) = store
-        .reserve_keys(
-            t.id,
-            &[KeyClaim {
-                key: "k1".to_owned(),
-                event_id: e.id,
-                body_hash: e.body_hash.clone(),
-                correlation_id: e.correlation_id.clone(),
-                reservation: ours,
-            }],
-        )
+        .reserve_keys(&[KeyClaim {
+            tenant: t.id,
+            key: "k1".to_owned(),
+            event_id: e.id,
+            body_hash: e.body_hash.clone(),
+            correlation_id: e.correlation_id.clone(),
+            reservation: ours,
+        }])
         .await
         .unwrap();
     r.commit(&[]).await.unwrap();

@@ -127,6 +127,8 @@ pub struct Metrics {
     pub incidents_resolved: Counter,
     pub outbox_published: Counter,
     pub publish_failures: Counter,
+    /// Events per group of the gateway's group commit.
+    pub ingest_group_events: Histogram,
     pub breaker_transitions: Family<BreakerTransitionLabels, Counter>,
     pub breaker_transition_record_failures: Counter,
     pub kv_cas_conflicts: Family<BucketLabels, Counter>,
@@ -225,6 +227,7 @@ impl Metrics {
             incidents_resolved: Counter::default(),
             outbox_published: Counter::default(),
             publish_failures: Counter::default(),
+            ingest_group_events: batch(),
             breaker_transitions: Family::default(),
             breaker_transition_record_failures: Counter::default(),
             kv_cas_conflicts: Family::default(),
@@ -320,6 +323,11 @@ impl Metrics {
             "publish_failures",
             "Publishes that failed or timed out",
             m.publish_failures.clone(),
+        );
+        registry.register(
+            "ingest_group_events",
+            "Single-event requests settled together by the gateway's group commit",
+            m.ingest_group_events.clone(),
         );
         registry.register(
             "breaker_transitions",

@@ -2,8 +2,9 @@
 //!
 //! The handlers are here, with what both routes share: ingress admission
 //! and the validation of one event. The body of each route is in `single`
-//! and `batch`; reserving, publishing and committing is in `settle`; the
-//! answers are in `answer`.
+//! and `batch`; reserving, publishing and committing is in `settle`; group
+//! commit of concurrent single-event requests is in `group`; the answers
+//! are in `answer`.
 
 use std::num::NonZeroU32;
 
@@ -25,10 +26,12 @@ use crate::{AppState, Problem, auth};
 
 mod answer;
 mod batch;
+mod group;
 mod settle;
 mod single;
 
 use answer::count_rejection;
+pub(crate) use group::Coalescer;
 
 /// A validated event ready to reserve and publish.
 struct Ready {
@@ -49,7 +52,7 @@ struct Ready {
         (status = 401, description = "No key, a bad key, or a bad signature", content_type = "application/problem+json", body = schema::Problem),
         (status = 413, description = "The body is over the route's limit", content_type = "application/problem+json", body = schema::Problem),
         (status = 429, description = "The tenant's ingress rate is exceeded (with `Retry-After`)", content_type = "application/problem+json", body = schema::Problem),
-        (status = 503, description = "The broker or the database cannot take it now (with `Retry-After`); nothing is kept", content_type = "application/problem+json", body = schema::Problem),
+        (status = 503, description = "The broker or the database cannot take it now, or the gateway has as many events waiting as it may (with `Retry-After`); nothing is kept", content_type = "application/problem+json", body = schema::Problem),
         (status = 409, description = "The idempotency key was accepted with another body", content_type = "application/problem+json", body = schema::Problem),
         (status = 422, description = "Invalid fields, each named in `errors`", content_type = "application/problem+json", body = schema::Problem),
     ),
@@ -60,9 +63,13 @@ pub(crate) async fn single(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Counted from here, so a group lingers for requests still being read.
+    let coming = state.inner.group.as_ref().map(Coalescer::coming);
     match auth::ingest(&state, &headers, body, auth::Route::Single).await {
         // `_held` keeps the body's share of the buffering budget until the answer.
-        Ok((tenant, body, _held)) => single::ingest_single(&state, &tenant, &headers, body).await,
+        Ok((tenant, body, _held)) => {
+            single::ingest_single(&state, &tenant, &headers, body, coming).await
+        }
         Err(p) => {
             count_rejection(&state, &p);
             p.into_response()

@@ -1,12 +1,15 @@
 //! Accepting validated events: reserve their idempotency keys, publish the
 //! new ones, commit the reservations of those the broker stored, and give
-//! each event its fate (repeats within a request share their first
-//! occurrence's).
+//! each event its fate (repeats of a tenant's key within one settlement
+//! share their first occurrence's). A batch request is one settlement; so
+//! is a group of concurrent single-event requests (`group`), whose events
+//! may be of several tenants.
 
 use std::collections::HashMap;
 
 use awfdrs_bus::{Outgoing, headers};
 use awfdrs_domain::{event_id, printable};
+use awfdrs_runtime::Context;
 use awfdrs_store::{Claimed, KeyClaim, Tenant};
 use awfdrs_telemetry::SourceLabels;
 use tracing::{Instrument, error, warn};
@@ -27,9 +30,16 @@ pub(super) async fn accept(
     tenant: &Tenant,
     ready: Vec<Ready>,
 ) -> Result<Vec<Fate>, Problem> {
-    let task = tokio::spawn(
-        settle(state.clone(), tenant.clone(), ready).instrument(tracing::Span::current()),
-    );
+    let items = ready.into_iter().map(|r| (tenant.clone(), r)).collect();
+    spawn_settle(state.ctx().clone(), items).await
+}
+
+/// Settles `items` in a task of their own (see [`accept`]).
+pub(super) async fn spawn_settle(
+    ctx: Context,
+    items: Vec<(Tenant, Ready)>,
+) -> Result<Vec<Fate>, Problem> {
+    let task = tokio::spawn(settle(ctx, items).instrument(tracing::Span::current()));
     task.await.unwrap_or_else(|e| {
         error!(error = %e, "ingestion task failed");
         Err(Problem::internal("the event could not be processed"))
@@ -40,7 +50,8 @@ pub(super) async fn accept(
 enum Slot {
     /// The first event with its key: `claims[.0]`.
     Claim(usize),
-    /// A later event with the key of `ready[first]`, settled by `claims[claim]`.
+    /// A later event with the tenant and key of `items[first]`, settled by
+    /// `claims[claim]`.
     Repeat { first: usize, claim: usize },
 }
 
@@ -58,8 +69,8 @@ enum KeyFate {
     },
 }
 
-async fn settle(state: AppState, tenant: Tenant, ready: Vec<Ready>) -> Result<Vec<Fate>, Problem> {
-    let ctx = state.ctx();
+async fn settle(ctx: Context, items: Vec<(Tenant, Ready)>) -> Result<Vec<Fate>, Problem> {
+    let ctx = &ctx;
     // Without the broker nothing can be accepted: answer at once rather
     // than hold a database connection through the publish timeout.
     if !ctx.bus.is_connected() {
@@ -67,24 +78,25 @@ async fn settle(state: AppState, tenant: Tenant, ready: Vec<Ready>) -> Result<Ve
             "the message broker cannot be reached; nothing was accepted",
         ));
     }
-    let ids: Vec<Uuid> = ready
+    let ids: Vec<Uuid> = items
         .iter()
-        .map(|r| event_id(&tenant.slug, &r.event.event.idempotency_key))
+        .map(|(t, r)| event_id(&t.slug, &r.event.event.idempotency_key))
         .collect();
-    let mut first: HashMap<&str, (usize, usize)> = HashMap::new();
-    let mut slots = Vec::with_capacity(ready.len());
+    let mut first: HashMap<(Uuid, &str), (usize, usize)> = HashMap::new();
+    let mut slots = Vec::with_capacity(items.len());
     let mut claims: Vec<(usize, KeyClaim)> = Vec::new();
-    for (i, r) in ready.iter().enumerate() {
+    for (i, (tenant, r)) in items.iter().enumerate() {
         let key = r.event.event.idempotency_key.as_str();
-        if let Some(&(first, claim)) = first.get(key) {
+        if let Some(&(first, claim)) = first.get(&(tenant.id, key)) {
             slots.push(Slot::Repeat { first, claim });
             continue;
         }
-        first.insert(key, (i, claims.len()));
+        first.insert((tenant.id, key), (i, claims.len()));
         slots.push(Slot::Claim(claims.len()));
         claims.push((
             i,
             KeyClaim {
+                tenant: tenant.id,
                 key: key.to_owned(),
                 event_id: ids[i],
                 body_hash: r.event.body_hash.0.to_vec(),
@@ -94,14 +106,10 @@ async fn settle(state: AppState, tenant: Tenant, ready: Vec<Ready>) -> Result<Ve
         ));
     }
     let key_claims: Vec<KeyClaim> = claims.iter().map(|(_, c)| c.clone()).collect();
-    let (answers, reservation) = ctx
-        .store
-        .reserve_keys(tenant.id, &key_claims)
-        .await
-        .map_err(|e| {
-            warn!(error = %e, "key reservation failed");
-            Problem::unavailable("the database cannot take the event now")
-        })?;
+    let (answers, reservation) = ctx.store.reserve_keys(&key_claims).await.map_err(|e| {
+        warn!(error = %e, "key reservation failed");
+        Problem::unavailable("the database cannot take the event now")
+    })?;
 
     let mut key_fates: Vec<KeyFate> = answers
         .into_iter()
@@ -124,7 +132,7 @@ async fn settle(state: AppState, tenant: Tenant, ready: Vec<Ready>) -> Result<Ve
         .iter()
         .map(|&c| {
             let (i, claim) = &claims[c];
-            let r = &ready[*i];
+            let (tenant, r) = &items[*i];
             Outgoing {
                 subject: ctx
                     .bus
@@ -154,7 +162,7 @@ async fn settle(state: AppState, tenant: Tenant, ready: Vec<Ready>) -> Result<Ve
         };
         ctx.metrics.publish_failures.inc();
         warn!(error = %why, key = %printable(&claims[c].1.key), "publish failed; the key is released");
-        failed_keys.push(claims[c].1.key.clone());
+        failed_keys.push((claims[c].1.tenant, claims[c].1.key.clone()));
         key_fates[c] = KeyFate::NotPublished(why);
     }
     // Committing keeps the reservations of what the broker stored; a
@@ -167,33 +175,31 @@ async fn settle(state: AppState, tenant: Tenant, ready: Vec<Ready>) -> Result<Ve
         ));
     }
 
-    Ok(ready
+    Ok(items
         .iter()
         .zip(slots)
         .enumerate()
-        .map(|(i, (r, slot))| match slot {
-            Slot::Claim(c) => key_fate(&state, r, ids[i], key_fates[c].clone()),
-            Slot::Repeat { first, .. } if ready[first].event.body_hash != r.event.body_hash => {
+        .map(|(i, ((_, r), slot))| match slot {
+            Slot::Claim(c) => key_fate(ctx, r, ids[i], key_fates[c].clone()),
+            Slot::Repeat { first, .. } if items[first].1.event.body_hash != r.event.body_hash => {
                 Fate::Rejected(conflict(r, ids[first]))
             }
             // The same body again: it shares its first occurrence's fate,
             // as a duplicate when that one was accepted.
             Slot::Repeat { first, claim } => match key_fates[claim].clone() {
                 KeyFate::Accepted => {
-                    duplicate(&state, ids[first], ready[first].correlation_id.clone())
+                    duplicate(ctx, ids[first], items[first].1.correlation_id.clone())
                 }
-                other => key_fate(&state, r, ids[first], other),
+                other => key_fate(ctx, r, ids[first], other),
             },
         })
         .collect())
 }
 
-fn key_fate(state: &AppState, r: &Ready, id: Uuid, fate: KeyFate) -> Fate {
+fn key_fate(ctx: &Context, r: &Ready, id: Uuid, fate: KeyFate) -> Fate {
     match fate {
         KeyFate::Accepted => {
-            state
-                .ctx()
-                .metrics
+            ctx.metrics
                 .events_accepted
                 .get_or_create(&SourceLabels { source: "http" })
                 .inc();
@@ -207,7 +213,7 @@ fn key_fate(state: &AppState, r: &Ready, id: Uuid, fate: KeyFate) -> Fate {
         KeyFate::Duplicate {
             event_id,
             correlation_id,
-        } => duplicate(state, event_id, correlation_id),
+        } => duplicate(ctx, event_id, correlation_id),
         KeyFate::Conflict { event_id } => Fate::Rejected(conflict(r, event_id)),
     }
 }
@@ -218,10 +224,8 @@ fn not_published(why: &str) -> Fate {
     )))
 }
 
-fn duplicate(state: &AppState, event_id: Uuid, correlation_id: String) -> Fate {
-    state
-        .ctx()
-        .metrics
+fn duplicate(ctx: &Context, event_id: Uuid, correlation_id: String) -> Fate {
+    ctx.metrics
         .events_duplicate
         .get_or_create(&SourceLabels { source: "http" })
         .inc();

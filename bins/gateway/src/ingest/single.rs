@@ -1,5 +1,6 @@
 //! The body of `POST /api/v1/events`: one event admitted, validated,
-//! accepted, and answered on its own.
+//! accepted (in a group with concurrent requests when group commit is on),
+//! and answered on its own.
 
 use awfdrs_store::Tenant;
 use axum::http::{HeaderMap, StatusCode};
@@ -9,16 +10,19 @@ use serde_json::Value;
 use tracing::{Instrument, info_span};
 
 use super::answer::{Fate, count_rejection};
+use super::group::Coming;
 use super::settle::accept;
 use super::{admit, validate};
 use crate::{AppState, Problem};
 
-/// One authenticated event whose body has been read.
+/// One authenticated event whose body has been read; `coming` counts it
+/// on its way to a group when group commit is on.
 pub(super) async fn ingest_single(
     state: &AppState,
     tenant: &Tenant,
     headers: &HeaderMap,
     body: Bytes,
+    coming: Option<Coming>,
 ) -> Response {
     let result = async {
         admit(state, tenant, 1)?;
@@ -27,8 +31,17 @@ pub(super) async fn ingest_single(
         let ready = validate(&value, headers).map_err(Problem::invalid)?;
         let span =
             info_span!("ingest", tenant = %tenant.slug, correlation_id = %ready.correlation_id);
-        let mut fates = accept(state, tenant, vec![ready]).instrument(span).await?;
-        Ok::<_, Problem>(fates.pop())
+        match (&state.inner.group, coming) {
+            (Some(group), Some(coming)) => group
+                .submit(tenant, ready, coming)
+                .instrument(span)
+                .await
+                .map(Some),
+            _ => {
+                let mut fates = accept(state, tenant, vec![ready]).instrument(span).await?;
+                Ok::<_, Problem>(fates.pop())
+            }
+        }
     }
     .await;
     match result {
