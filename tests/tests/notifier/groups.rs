@@ -72,7 +72,14 @@ async fn a_vendor_outage_across_20_workflows_sends_one_grouped_notification_per_
         .fetch_all(&pool)
         .await
         .unwrap();
-        (ids.len() == WORKFLOWS).then_some(ids)
+        // And every incident, the other one too, is queued on all three.
+        let queued: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM notification_incidents WHERE type = 'incident.escalated'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        (ids.len() == WORKFLOWS && queued == 3 * (WORKFLOWS as i64 + 1)).then_some(ids)
     })
     .await;
     for channel_id in [webhook_id, slack_id, pager_id] {
