@@ -44,6 +44,7 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         linger: Duration::from_millis(c.analyzer.linger_ms),
         nak_base: Duration::from_millis(c.consumer.nak_base_ms),
         nak_max: Duration::from_millis(c.consumer.nak_max_ms),
+        in_flight: 1,
     };
     let handler = Arc::new(AnalyzerHandler::new(ctx.clone(), harness.relay()));
     let name = "analyzer.consumer";

@@ -61,6 +61,7 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         linger: Duration::from_millis(c.coordinator.linger_ms),
         nak_base: Duration::from_millis(c.consumer.nak_base_ms),
         nak_max: Duration::from_millis(c.consumer.nak_max_ms),
+        in_flight: 1,
     };
     let handler = Arc::new(CoordinatorHandler::new(ctx.clone(), harness.relay()));
     let name = "coordinator.consumer";

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use awfdrs_bus::{Delivery, Handler, Outcome};
+use awfdrs_bus::{Delivery, Handler, Outcome, Turn};
 use awfdrs_domain::{Signature, ValidEvent, event_id, normalize_code, parse_body};
 use awfdrs_guard::BreakerFeed;
 use awfdrs_runtime::{Context, Relay, outcome_of, retry_transient};
@@ -18,6 +18,10 @@ use crate::announce;
 /// How long a tenant's id stays cached. Tenants are never renamed or
 /// deleted, so this only bounds the memory of slugs seen.
 const TENANT_CACHE_CAPACITY: usize = 10_000;
+
+/// How long a batch that stored its events waits, holding their rows, for
+/// the batch before it to commit; past it, it lets go and waits without.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Persists batches of events and opens incidents.
 #[derive(Debug)]
@@ -150,13 +154,15 @@ impl DetectorHandler {
         }))
     }
 
-    /// One transaction: persist the batch, apply the incident rules, and
-    /// announce the incidents it opened through the outbox; then the relay
-    /// publishes what the commit wrote. Transient failures are retried.
+    /// One transaction: persist the batch, apply the incident rules in
+    /// `turn`, and announce the incidents it opened through the outbox;
+    /// then the turn is passed on and the relay publishes what the commit
+    /// wrote. Transient failures are retried, in the same turn.
     async fn commit(
         &self,
         batch: &DetectBatch,
         slugs: &HashMap<Uuid, String>,
+        turn: &Turn,
     ) -> Result<DetectOutcome, StoreError> {
         let c = &self.ctx.config.detector;
         let settings = DetectSettings {
@@ -164,18 +170,32 @@ impl DetectorHandler {
             auto_resolve_successes: c.auto_resolve_successes,
         };
         let once = || async {
-            let mut work = self.ctx.store.begin_work().await?;
-            let done = work.detect(batch, settings).await?;
-            let ns = self.ctx.bus.ns();
-            work.outbox(
-                done.opened
-                    .iter()
-                    .chain(&done.retries_failed)
-                    .map(|o| announce::opened(ns, slugs, o))
-                    .collect(),
-            )
-            .await?;
-            Ok::<_, StoreError>((done, work.commit().await?))
+            loop {
+                let mut work = self.ctx.store.begin_work().await?;
+                let in_time = async { tokio::time::timeout(TURN_WAIT, turn.wait()).await.is_ok() };
+                let Some(done) = work.detect_in_turn(batch, settings, in_time).await? else {
+                    // The batch before holds its turn longer than it should
+                    // take, perhaps waiting for a key this transaction holds:
+                    // let go of everything and start again in turn.
+                    warn!(
+                        waited_ms = TURN_WAIT.as_millis(),
+                        "the batch before is slow to commit; waiting for it without holding rows"
+                    );
+                    work.rollback().await?;
+                    turn.wait().await;
+                    continue;
+                };
+                let ns = self.ctx.bus.ns();
+                work.outbox(
+                    done.opened
+                        .iter()
+                        .chain(&done.retries_failed)
+                        .map(|o| announce::opened(ns, slugs, o))
+                        .collect(),
+                )
+                .await?;
+                return Ok::<_, StoreError>((done, work.commit().await?));
+            }
         };
         let (done, committed) = retry_transient("batch transaction", once).await?;
         self.relay.publish(committed).await;
@@ -189,6 +209,12 @@ impl Handler for DetectorHandler {
     }
 
     async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        self.handle_in_turn(batch, Turn::first()).await
+    }
+
+    /// Decodes and stores the batch's events beside the batches before it,
+    /// then applies the incident rules and commits in its turn.
+    async fn handle_in_turn(&self, batch: &[Delivery], turn: Turn) -> Vec<Outcome> {
         let metrics = &self.ctx.metrics;
         let mut outcomes = vec![Outcome::Ack; batch.len()];
         let mut events = DetectBatch::default();
@@ -220,17 +246,19 @@ impl Handler for DetectorHandler {
         if events.events.is_empty() {
             return outcomes;
         }
-        let result = match self.commit(&events, &slugs).await {
+        let result = match self.commit(&events, &slugs, &turn).await {
             Err(e) if !e.is_transient() && events.events.len() > 1 => {
                 // One event the database refuses must not hold back the
                 // rest: commit them one by one to isolate it.
                 warn!(error = %e, "batch refused; isolating the offending events");
-                self.commit_one_by_one(events, &positions, &slugs, &mut outcomes)
+                self.commit_one_by_one(events, &positions, &slugs, &turn, &mut outcomes)
                     .await;
                 return outcomes;
             }
             r => r,
         };
+        // Committed or given up: the next batch may update incidents.
+        turn.pass();
         match result {
             Ok(done) => {
                 self.settle(&events, &positions, batch, done, &slugs, &mut outcomes)
@@ -254,13 +282,14 @@ impl DetectorHandler {
         events: DetectBatch,
         positions: &[usize],
         slugs: &HashMap<Uuid, String>,
+        turn: &Turn,
         outcomes: &mut [Outcome],
     ) {
         for (event, &p) in events.events.into_iter().zip(positions) {
             let single = DetectBatch {
                 events: vec![event],
             };
-            match self.commit(&single, slugs).await {
+            match self.commit(&single, slugs, turn).await {
                 Ok(done) => {
                     let mut one = [Outcome::Ack];
                     self.settle_outcome(&single, &[0], done, slugs, &mut one)

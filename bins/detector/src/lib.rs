@@ -38,6 +38,7 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         linger: Duration::from_millis(c.detector.linger_ms),
         nak_base: Duration::from_millis(c.consumer.nak_base_ms),
         nak_max: Duration::from_millis(c.consumer.nak_max_ms),
+        in_flight: c.detector.pipeline,
     };
     let feed = BreakerFeed::new(ctx.breakers.clone(), FeedSettings::default());
     let merge = feed.clone();

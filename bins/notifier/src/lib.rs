@@ -53,6 +53,7 @@ pub async fn start(harness: &Harness) -> anyhow::Result<()> {
         linger: Duration::from_millis(c.notifications.linger_ms),
         nak_base: Duration::from_millis(c.consumer.nak_base_ms),
         nak_max: Duration::from_millis(c.consumer.nak_max_ms),
+        in_flight: 1,
     };
     let queued = Arc::new(Notify::new());
     let client = awfdrs_runtime::outbound::client(

@@ -23,7 +23,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture};
 use bytes::Bytes;
 
 pub use consumer::{
-    ConsumerSpec, DeadLetter, DeadLetterSink, Delivery, Disposition, Handler, Outcome,
+    ConsumerSpec, DeadLetter, DeadLetterSink, Delivery, Disposition, Handler, Outcome, Turn, Turns,
 };
 pub use error::BusError;
 pub use names::{Namespace, Source, Stage, Topic};

@@ -102,6 +102,7 @@ pub struct IngressConfig {
 #[serde(deny_unknown_fields)]
 pub struct DetectorConfig {
     pub consumers: usize,
+    pub pipeline: usize,
     pub batch_size: usize,
     pub linger_ms: u64,
     pub reopen_window_secs: u64,

@@ -146,6 +146,11 @@ impl Config {
             "must be between 1 and 16",
         );
         check(
+            (1..=8).contains(&self.detector.pipeline),
+            "detector.pipeline",
+            "must be between 1 and 8",
+        );
+        check(
             (1..=5000).contains(&self.detector.batch_size),
             "detector.batch_size",
             "must be between 1 and 5000",

@@ -134,4 +134,15 @@ impl Work {
             outbox: self.outbox,
         })
     }
+
+    /// Rolls the transaction back now, letting go of the rows it holds
+    /// (dropping it would send the rollback only when the connection is
+    /// next used).
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
 }

@@ -57,6 +57,7 @@ fn spec(settings: ConsumerSettings) -> ConsumerSpec {
         linger: Duration::from_millis(200),
         nak_base: Duration::from_millis(50),
         nak_max: Duration::from_millis(200),
+        in_flight: 1,
     }
 }
 

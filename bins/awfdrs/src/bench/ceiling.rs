@@ -57,6 +57,7 @@ impl Bench {
             linger: Duration::from_millis(c.detector.linger_ms),
             nak_base: Duration::from_millis(c.consumer.nak_base_ms),
             nak_max: Duration::from_millis(c.consumer.nak_max_ms),
+            in_flight: 1,
         }
     }
 

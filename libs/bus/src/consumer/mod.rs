@@ -23,6 +23,7 @@
 
 mod policy;
 mod settle;
+mod turn;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -34,6 +35,7 @@ use async_nats::jetstream::{self};
 use awfdrs_telemetry::{ConsumerLabels, Metrics, TaskHealth};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -45,6 +47,7 @@ use crate::{Bus, BusError, decoded_headers, lookup};
 pub use policy::{Disposition, disposition, nak_delay, payload_fits, probe_delay, progress_every};
 use settle::Loop;
 pub use settle::panic_message;
+pub use turn::{Turn, Turns};
 
 /// A delivered message.
 #[derive(Debug)]
@@ -93,6 +96,24 @@ pub trait Handler: Send + Sync + 'static {
     /// Handles a batch; must commit its effects before returning `Ack`s.
     fn handle(&self, batch: &[Delivery]) -> impl Future<Output = Vec<Outcome>> + Send;
 
+    /// Handles a batch in its [`Turn`] among the batches its loop has in
+    /// flight (`ConsumerSpec::in_flight`). By default the whole batch waits
+    /// for its turn, so batches are handled one after another, in order; a
+    /// handler that overlaps part of its work does that part before
+    /// [`Turn::wait`] and keeps the turn until it committed.
+    fn handle_in_turn(
+        &self,
+        batch: &[Delivery],
+        turn: Turn,
+    ) -> impl Future<Output = Vec<Outcome>> + Send {
+        async move {
+            turn.wait().await;
+            let outcomes = self.handle(batch).await;
+            turn.pass();
+            outcomes
+        }
+    }
+
     /// Whether the handler's dependencies answer again, probed while
     /// messages are held after an [`Outcome::Unavailable`].
     fn ready(&self) -> impl Future<Output = bool> + Send {
@@ -136,6 +157,9 @@ pub struct ConsumerSpec {
     pub linger: Duration,
     pub nak_base: Duration,
     pub nak_max: Duration,
+    /// Batches handled at once, each in its [`Turn`]; 1 handles one batch
+    /// after another.
+    pub in_flight: usize,
 }
 
 /// Runs the consumer of `spec.stage` until `shutdown` is cancelled, then
@@ -172,7 +196,8 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
         consumer: name.clone(),
     };
     info!(consumer = %name, batch = spec.batch_size, "consumer started");
-    let lp = Loop {
+    let depth = spec.in_flight.max(1);
+    let lp = Arc::new(Loop {
         bus,
         spec,
         handler,
@@ -180,12 +205,22 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
         metrics,
         labels,
         name,
-    };
+    });
 
     let mut held: Vec<Delivery> = Vec::new();
+    // Batches being handled, each in its turn, at most `depth` at once.
+    let mut in_flight: JoinSet<Vec<Delivery>> = JoinSet::new();
+    let mut turns = Turns::default();
     // Readiness probes made through consecutive holds that did not clear.
     let mut probes = 0u32;
     loop {
+        // A full pipeline waits for a batch to finish; a batch that held
+        // messages lets the others finish before the loop holds.
+        while in_flight.len() >= depth || (!held.is_empty() && !in_flight.is_empty()) {
+            if let Some(done) = in_flight.join_next().await {
+                held.extend(joined(done, &lp.name));
+            }
+        }
         if !held.is_empty() {
             // Stop fetching: keep what was already delivered to us, and drop
             // the pull stream so the server delivers nothing more.
@@ -212,7 +247,7 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
             while !queue.is_empty() {
                 let n = queue.len().min(lp.spec.batch_size.max(1));
                 let chunk: Vec<Delivery> = queue.drain(..n).collect();
-                held = lp.settle(chunk).await;
+                held = lp.settle(chunk, Turn::first()).await;
                 if !held.is_empty() {
                     held.extend(queue.drain(..));
                     break;
@@ -243,9 +278,14 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
             },
         };
         let mut batch: Vec<Delivery> = Vec::with_capacity(lp.spec.batch_size);
-        // Wait for the first message of a batch, or for shutdown.
+        // Wait for the first message of a batch, or for shutdown; a batch
+        // in flight that finishes meanwhile is looked at first.
         let first = tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                held.extend(joined(done, &lp.name));
+                continue;
+            }
             next = stream.next() => next,
         };
         match first {
@@ -262,6 +302,7 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
                 break;
             }
             Some(Err(e)) if e.kind() == MessagesErrorKind::ConsumerDeleted => {
+                finish(&mut in_flight, &lp.name).await;
                 return Err(BusError::Topology(format!(
                     "consumer {} was deleted",
                     lp.name
@@ -290,10 +331,35 @@ pub async fn run<H: Handler, S: DeadLetterSink>(
             }
         }
         let span = info_span!("batch", consumer = %lp.name, size = batch.len());
-        held = lp.settle(batch).instrument(span).await;
+        let turn = turns.next_turn();
+        if depth == 1 {
+            held = lp.settle(batch, turn).instrument(span).await;
+        } else {
+            let lp = lp.clone();
+            in_flight.spawn(async move { lp.settle(batch, turn).await }.instrument(span));
+        }
     }
+    // The batches in hand are finished; what they held is redelivered
+    // after ack_wait.
+    finish(&mut in_flight, &lp.name).await;
     info!(consumer = %lp.name, "consumer stopped");
     Ok(())
+}
+
+/// What a finished batch held; a batch whose task died holds nothing (its
+/// messages are redelivered after `ack_wait`).
+fn joined(done: Result<Vec<Delivery>, tokio::task::JoinError>, name: &str) -> Vec<Delivery> {
+    done.unwrap_or_else(|e| {
+        warn!(consumer = %name, error = %e, "a batch's task ended without settling");
+        Vec::new()
+    })
+}
+
+/// Waits for every batch in flight to finish.
+async fn finish(in_flight: &mut JoinSet<Vec<Delivery>>, name: &str) {
+    while let Some(done) = in_flight.join_next().await {
+        drop(joined(done, name));
+    }
 }
 
 async fn pull(

@@ -103,6 +103,7 @@ mod tests {
             linger: Duration::from_millis(5),
             nak_base: Duration::from_millis(100),
             nak_max: Duration::from_secs(1),
+            in_flight: 1,
         }
     }
 

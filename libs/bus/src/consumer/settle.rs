@@ -21,7 +21,8 @@ use super::policy::{
     MAX_HEADER_VALUE, PROBE_TIMEOUT, payload_fits, probe_delay, progress_every, wire_size,
 };
 use super::{
-    ConsumerSpec, DeadLetter, DeadLetterSink, Delivery, Disposition, Handler, Outcome, disposition,
+    ConsumerSpec, DeadLetter, DeadLetterSink, Delivery, Disposition, Handler, Outcome, Turn,
+    disposition,
 };
 use crate::names::Source;
 use crate::topology::source;
@@ -112,8 +113,9 @@ pub(super) struct Loop<H, S> {
 }
 
 impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
-    /// Handles and settles a batch; returns the messages to hold.
-    pub(super) async fn settle(&self, batch: Vec<Delivery>) -> Vec<Delivery> {
+    /// Handles and settles a batch in its turn; returns the messages to
+    /// hold.
+    pub(super) async fn settle(&self, batch: Vec<Delivery>, turn: Turn) -> Vec<Delivery> {
         let started = Instant::now();
         let redelivered = batch.iter().filter(|d| d.delivered > 1).count() as u64;
         if redelivered > 0 {
@@ -125,7 +127,7 @@ impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
         // A slow handler (a slow database) must not let ack_wait run out:
         // the batch is marked in progress while it is handled.
         let outcomes = {
-            let handling = self.handle_contained(&batch);
+            let handling = self.handle_contained(&batch, turn);
             tokio::pin!(handling);
             let every = progress_every(self.spec.settings.ack_wait);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -183,9 +185,9 @@ impl<H: Handler, S: DeadLetterSink> Loop<H, S> {
     /// The handler's outcomes, one per message, with a panic contained:
     /// after a panic each message is handled alone, and a message whose
     /// handling panics is rejected with the panic's message.
-    async fn handle_contained(&self, batch: &[Delivery]) -> Vec<Outcome> {
+    async fn handle_contained(&self, batch: &[Delivery], turn: Turn) -> Vec<Outcome> {
         let missing = || Outcome::Retry("no outcome from handler".into());
-        match AssertUnwindSafe(self.handler.handle(batch))
+        match AssertUnwindSafe(self.handler.handle_in_turn(batch, turn))
             .catch_unwind()
             .await
         {

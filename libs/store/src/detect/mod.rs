@@ -112,9 +112,31 @@ impl Work {
         batch: &DetectBatch,
         settings: DetectSettings,
     ) -> Result<DetectOutcome, StoreError> {
+        let out = self.detect_in_turn(batch, settings, async { true }).await?;
+        Ok(out.unwrap_or_default())
+    }
+
+    /// [`Work::detect`] in two parts: the batch's keys and events are
+    /// stored first, which no other batch's incident updates need; then
+    /// `turn` is awaited, and the incident rules are applied once it says
+    /// `true`. The caller keeps its turn until it committed, so batches
+    /// handled at once update incidents in the order they were given
+    /// their turns. When `turn` says `false` (it did not come in time)
+    /// nothing more is done and None is returned: the caller rolls back,
+    /// letting go of the rows it holds, which an earlier batch may be
+    /// waiting for (the same key in both), and tries again in its turn.
+    ///
+    /// # Errors
+    /// As [`Work::detect`].
+    pub async fn detect_in_turn(
+        &mut self,
+        batch: &DetectBatch,
+        settings: DetectSettings,
+        turn: impl std::future::Future<Output = bool>,
+    ) -> Result<Option<DetectOutcome>, StoreError> {
         let mut out = DetectOutcome::default();
         if batch.events.is_empty() {
-            return Ok(out);
+            return Ok(Some(out));
         }
         // Lock rows in a fixed order (by tenant and key) across concurrent
         // detectors, so they queue instead of deadlocking.
@@ -151,6 +173,9 @@ impl Work {
             }
         }
         events::insert(tx, &evs, &kept, &mut out).await?;
+        if !turn.await {
+            return Ok(None);
+        }
         retries::fail_retries(tx, &batch.events, &mut out).await?;
 
         let mut groups = incidents::group_failures(batch, &out.inserted);
@@ -161,6 +186,6 @@ impl Work {
         out.resolved = resolved_rows.iter().map(|r| r.0).collect();
         crate::actions::close_for_resolved(tx, &out.resolved, "auto-resolve", true).await?;
 
-        Ok(out)
+        Ok(Some(out))
     }
 }
