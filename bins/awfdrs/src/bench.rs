@@ -27,6 +27,11 @@
 //!   escalations, each told to two channels on local receivers:
 //!   notifications per second, escalation published -> notification
 //!   received, each delivered once per `webhook-id` (see [`notifier`]);
+//! * on request (`--modes loop,loop-2`), the whole loop with every worker
+//!   its own process: events -> incident -> decision -> retry command or
+//!   notification, each hop's latency from the tables' timestamps, each
+//!   worker's CPU time and peak resident memory, and the rate with twice
+//!   the processes (see [`whole`]);
 //! * on request (`--modes slow-clients`), the gateway under slowloris
 //!   connections and stalled uploads, with this process's resident memory
 //!   and the latency of well-behaved requests meanwhile (see [`slow`]).
@@ -36,8 +41,8 @@
 //!
 //! This module holds the run itself: the modes in order, each mode's
 //! configuration and the clean-up; each kind of mode is in its own module
-//! (`ceiling`, `pipeline`, `analysis`, `remediation`, `notifier`, `slow`), the load in `load`, the
-//! printout in `report`.
+//! (`ceiling`, `pipeline`, `analysis`, `remediation`, `notifier`, `slow`,
+//! `whole`), the load in `load`, the printout in `report`.
 
 mod analysis;
 mod args;
@@ -51,6 +56,7 @@ mod probe;
 mod remediation;
 mod report;
 mod slow;
+mod whole;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +74,11 @@ use outcome::Outcome;
 ///
 /// # Errors
 /// When PostgreSQL or NATS cannot be reached, or a mode cannot run.
-pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    args: BenchArgs,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_some() {
         awfdrs_telemetry::init_logging(config.telemetry.log_format);
     }
@@ -92,6 +102,9 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
              --escalations must be positive"
         );
     }
+    if args.loop_events == 0 || args.signatures == 0 || args.processes == 0 {
+        bail!("--loop-events, --signatures and --processes must be positive");
+    }
     let mut modes = args.modes.clone();
     modes.sort_unstable();
     modes.dedup();
@@ -114,6 +127,7 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let bench = Bench {
         config,
+        config_file: config_file.map(|f| f.to_string_lossy().into_owned()),
         args,
         db,
         run_id,
@@ -136,6 +150,8 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
 
 struct Bench {
     config: Config,
+    /// The configuration file given, for the loop modes' workers.
+    config_file: Option<String>,
     args: BenchArgs,
     db: BenchDatabase,
     run_id: String,
@@ -196,6 +212,19 @@ impl Bench {
                 },
                 notifier::CHANNELS.len()
             ),
+            Mode::Loop | Mode::Loop2 => {
+                let p = whole::processes(mode, a.processes);
+                format!(
+                    "loop: {} events {} over {} signatures, {p} process{} of each worker",
+                    report::count(a.loop_events),
+                    match a.loop_rate {
+                        0 => "at once".to_owned(),
+                        r => format!("at {}/s", report::count(r)),
+                    },
+                    report::count(a.signatures),
+                    if p == 1 { "" } else { "es" }
+                )
+            }
             Mode::SlowClients => format!(
                 "slow clients: {} slowloris, {} stalled uploads (reconnecting after {} ms), \
                  {} good clients",
@@ -244,6 +273,7 @@ impl Bench {
         if !outcomes.is_empty() {
             report::footer(self, &outcomes);
         }
+        let mut loop_rates = Vec::new();
         for &mode in modes.iter().filter(|m| !m.is_ingestion()) {
             eprintln!("bench: running {}", self.label(mode));
             let label = self.label(mode);
@@ -260,6 +290,11 @@ impl Bench {
                 Mode::Scheduler => {
                     let figures = self.scheduler().await.with_context(context)?;
                     report::scheduler(&label, &self.config.scheduler, &figures);
+                }
+                Mode::Loop | Mode::Loop2 => {
+                    let figures = self.whole_loop(mode).await.with_context(context)?;
+                    report::whole_loop(&label, &figures, &loop_rates);
+                    loop_rates.push((figures.processes, figures.rate()));
                 }
                 Mode::Notifier => {
                     let figures = self.notifier().await.with_context(context)?;

@@ -143,7 +143,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Rules { command } => crate::rules::run(command, || load(file, None)),
         Command::Events { command } => crate::events::run(load(file, None)?, command).await,
         Command::Demo(args) => crate::demo::run(load(file, None)?, args).await,
-        Command::Bench(args) => crate::bench::run(load(file, None)?, args).await,
+        Command::Bench(args) => crate::bench::run(load(file, None)?, args, file).await,
     }
 }
 

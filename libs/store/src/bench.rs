@@ -3,7 +3,8 @@
 //! reading back when a tenant's events were committed, and for the
 //! analysis modes a history of past incidents and when decisions were made;
 //! for the remediation modes, what the `remediation` module writes; for
-//! the notifier mode, how its notifications ended.
+//! the notifier mode, how its notifications ended; for the loop mode,
+//! what became of every incident.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
@@ -14,9 +15,11 @@ use crate::{Store, StoreError};
 
 mod notifier;
 mod remediation;
+mod whole;
 
 pub use notifier::BenchNotificationOutcome;
 pub use remediation::{BenchActionTimes, SeedIncidents};
+pub use whole::BenchLoopIncident;
 
 /// A database created for one benchmark run, on the server of the
 /// configured `DATABASE_URL`; dropped at the end of the run.

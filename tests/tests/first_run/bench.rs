@@ -1,8 +1,9 @@
-//! `awfdrs bench`'s remediation and notifier modes, run as the README
+//! `awfdrs bench`'s remediation, notifier and loop modes, run as the README
 //! shows them at a tiny size: the real coordinator and scheduler turn every
 //! decision into one retry command, the scheduler fires every seeded retry
-//! once and never early, and the notifier delivers every notification once.
-//! Their figures are printed, not asserted.
+//! once and never early, the notifier delivers every notification once, and
+//! the whole loop across worker processes passes its own checks. Their
+//! figures are printed, not asserted.
 
 use awfdrs_tests::{World, cleanup};
 
@@ -138,6 +139,114 @@ async fn bench_notifier_mode_delivers_every_notification_once() {
     assert!(!out.status.success(), "--escalations 0 succeeded");
     assert!(
         text(&out.stderr).contains("--escalations"),
+        "{}",
+        text(&out.stderr)
+    );
+    let ctx = world.context(&[]).await;
+    cleanup(&ctx, &world).await;
+}
+
+/// `awfdrs bench --modes loop,loop-2` at a tiny size: every worker its own
+/// process (one of each, then two), and the whole loop's checks: every
+/// event stored once, one decision and one action per incident, every
+/// retry fired and its command received once, every notification delivered
+/// once. Its figures are printed, not asserted.
+#[tokio::test]
+async fn bench_loop_modes_run_the_whole_loop_across_worker_processes() {
+    let world = World::new().await;
+    let addr = "127.0.0.1:9";
+    let out = awfdrs(
+        &world,
+        addr,
+        &[
+            "bench",
+            "--modes",
+            "loop,loop-2",
+            "--loop-events",
+            "200",
+            "--loop-rate",
+            "200",
+            "--signatures",
+            "20",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for (label, processes) in [
+        (
+            "loop: 200 events at 200/s over 20 signatures, 1 process of each worker",
+            1,
+        ),
+        (
+            "loop: 200 events at 200/s over 20 signatures, 2 processes of each worker",
+            2,
+        ),
+    ] {
+        let b = block(&stdout, label);
+        assert!(b.contains("sent       200 events"), "{b}");
+        assert!(b.contains(", 0 refused"), "{b}");
+        assert!(
+            b.contains("each once: yes; 20 incidents of 20 signatures"),
+            "every event stored once, one incident per signature: {b}"
+        );
+        assert!(
+            b.contains(
+                "decided    0 incidents with other than one decision, 0 with other than one action"
+            ),
+            "{b}"
+        );
+        assert!(
+            b.contains("retried    12 retries fired of 12; 12 retry commands received, 0 repeated"),
+            "{b}"
+        );
+        assert!(
+            b.contains(
+                "notified   8 notifications of 8 escalations, 8 delivered in 8 tries; 8 received, \
+                 0 repeated webhook-ids, 0 unverified"
+            ),
+            "{b}"
+        );
+        for hop in [
+            "event published -> committed",
+            "incident opened -> decision recorded",
+            "decision recorded -> action recorded",
+            "action recorded -> retry command fired",
+            "escalation -> notification delivered",
+        ] {
+            assert!(b.contains(hop), "{hop}: {b}");
+        }
+        for worker in [
+            "detector",
+            "analyzer",
+            "coordinator",
+            "scheduler",
+            "notifier",
+        ] {
+            for i in 1..=processes {
+                assert!(b.contains(&format!("worker     {worker} #{i} ")), "{b}");
+            }
+        }
+        assert!(b.contains("every worker under 40 MiB resident"), "{b}");
+    }
+    assert!(
+        block(
+            &stdout,
+            "loop: 200 events at 200/s over 20 signatures, 2 processes"
+        )
+        .contains("scale-out"),
+        "{stdout}"
+    );
+
+    let out = awfdrs(
+        &world,
+        addr,
+        &["bench", "--modes", "loop", "--processes", "0"],
+    )
+    .await;
+    assert!(!out.status.success(), "--processes 0 succeeded");
+    assert!(
+        text(&out.stderr).contains("--processes"),
         "{}",
         text(&out.stderr)
     );

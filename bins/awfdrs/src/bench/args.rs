@@ -115,7 +115,22 @@ pub struct BenchArgs {
     /// fast as `--in-flight` allows.
     #[arg(long, default_value_t = 0)]
     pub escalation_rate: u64,
-    /// Keep the database and the streams afterwards, for inspection.
+    /// Events of the `loop` modes.
+    #[arg(long, default_value_t = 20_000)]
+    pub loop_events: u64,
+    /// Publish rate of the `loop` modes, events/s; 0 publishes as fast as
+    /// `--in-flight` allows.
+    #[arg(long, default_value_t = 1_000)]
+    pub loop_rate: u64,
+    /// Failure signatures (workflow x error code) of the `loop` modes.
+    #[arg(long, default_value_t = 1_000)]
+    pub signatures: u64,
+    /// Processes of each worker in the `loop` mode (`loop-2` runs twice as
+    /// many).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Keep the database and the streams afterwards, for inspection (and
+    /// the loop modes' worker logs).
     #[arg(long)]
     pub keep: bool,
 }
@@ -153,6 +168,15 @@ pub enum Mode {
     /// escalation published -> notification received, and each delivered
     /// once per `webhook-id`.
     Notifier,
+    /// The whole loop, each worker its own process (`--processes` of
+    /// each): events at `--loop-rate` over `--signatures` signatures ->
+    /// incident -> decision -> retry command or notification, the latency
+    /// of each hop, and each worker's CPU time and peak resident memory.
+    Loop,
+    /// The same with twice as many processes of each worker, and the ratio
+    /// of the two rates when both run.
+    #[value(name = "loop-2")]
+    Loop2,
     /// Good requests while slowloris connections and stalled uploads press
     /// on the gateway: resident memory and latency.
     SlowClients,
@@ -174,6 +198,8 @@ impl Mode {
                 | Self::RemediationMax
                 | Self::Scheduler
                 | Self::Notifier
+                | Self::Loop
+                | Self::Loop2
                 | Self::Warmup
         )
     }
@@ -191,6 +217,8 @@ impl Mode {
             Self::RemediationMax => "remediationmax",
             Self::Scheduler => "scheduler",
             Self::Notifier => "notifier",
+            Self::Loop => "loop",
+            Self::Loop2 => "loop2",
             Self::SlowClients => "slowclients",
             Self::Warmup => "warmup",
         }

@@ -19,6 +19,26 @@ pub use events::{EventGen, SUCCESS_PERCENT, WORKFLOW_COUNT};
 pub use http::{Post, post};
 pub use nats::publish;
 
+/// The events a load publishes: event `i`'s workflow (it is in the
+/// subject), idempotency key, and JSON body when it happened at `at`.
+pub trait Events: Send + Sync {
+    fn workflow(&self, i: u64) -> std::borrow::Cow<'_, str>;
+    fn key(&self, i: u64) -> String;
+    fn body(&self, i: u64, at: DateTime<Utc>) -> String;
+}
+
+impl Events for EventGen {
+    fn workflow(&self, i: u64) -> std::borrow::Cow<'_, str> {
+        EventGen::workflow(self, i).into()
+    }
+    fn key(&self, i: u64) -> String {
+        EventGen::key(self, i)
+    }
+    fn body(&self, i: u64, at: DateTime<Utc>) -> String {
+        EventGen::body(self, i, at)
+    }
+}
+
 /// What a load run did.
 #[derive(Debug)]
 pub struct Sent {

@@ -1,6 +1,7 @@
 //! What the machine did during a mode, from `/proc`: CPU time by process
-//! (this one, PostgreSQL's, nats-server's, the rest) and this process's
-//! memory. Linux only; elsewhere the figures are absent.
+//! (this one, PostgreSQL's, nats-server's, the rest), this process's
+//! memory, and a child's CPU time and memory. Linux only; elsewhere the
+//! figures are absent.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -119,7 +120,23 @@ fn machine_busy(line: &str) -> u64 {
 
 /// `(VmRSS, VmHWM)` of this process in KiB.
 pub fn memory_kib() -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    memory_kib_in("/proc/self/status")
+}
+
+/// `(VmRSS, VmHWM)` of process `pid` in KiB.
+pub fn memory_kib_of(pid: u32) -> Option<(u64, u64)> {
+    memory_kib_in(&format!("/proc/{pid}/status"))
+}
+
+/// CPU time (user and system) of process `pid` so far, in milliseconds.
+pub fn cpu_ms_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, ticks) = parse_stat(&stat)?;
+    Some((ticks as f64 * 1000.0 / TICKS_PER_SECOND) as u64)
+}
+
+fn memory_kib_in(path: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(path).ok()?;
     let field = |name: &str| {
         status
             .lines()

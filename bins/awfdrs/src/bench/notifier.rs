@@ -12,7 +12,7 @@
 //! received, and the correctness checks: every notification delivered
 //! once per `webhook-id`, signatures verified, one try each.
 
-mod receive;
+pub(super) mod receive;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -69,7 +69,9 @@ impl Bench {
             | Mode::Remediation
             | Mode::RemediationMax
             | Mode::Scheduler
-            | Mode::Notifier => {
+            | Mode::Notifier
+            | Mode::Loop
+            | Mode::Loop2 => {
                 bail!("{mode:?} is not a pipeline mode")
             }
         };

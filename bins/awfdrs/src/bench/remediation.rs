@@ -16,7 +16,7 @@
 //!   Figures: lateness (`fired_at - due_at`, and the command's arrival -
 //!   `due_at`), commands per second, this process's resident memory.
 
-mod rules;
+pub(super) mod rules;
 pub(super) mod seed;
 pub(super) mod watch;
 

@@ -11,9 +11,11 @@ use super::{Bench, Mode, Outcome};
 
 mod notifier;
 mod remediation;
+mod whole;
 
 pub(super) use notifier::notifier;
 pub(super) use remediation::{remediation, scheduler};
+pub(super) use whole::whole_loop;
 
 /// `12345678` as `12,345,678`.
 pub fn count(n: u64) -> String {

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use tokio::sync::Semaphore;
 
-use super::{EventGen, Sent};
+use super::{Events, Sent};
 
 /// Publishes `n` events over NATS, each awaiting its JetStream ack, with at
 /// most `in_flight` unacknowledged at once. With `rate`, event `i` is due
@@ -20,7 +20,7 @@ use super::{EventGen, Sent};
 /// they were sent. No event is sent after `budget`.
 pub async fn publish(
     bus: Arc<Bus>,
-    events: Arc<EventGen>,
+    events: Arc<dyn Events>,
     tenant: &str,
     (n, budget): (u64, Duration),
     rate: Option<u64>,
@@ -68,7 +68,7 @@ pub async fn publish(
                 None => Utc::now(),
             };
             let msg = Outgoing {
-                subject: bus.ns().events_subject(tenant, events.workflow(i)),
+                subject: bus.ns().events_subject(tenant, &events.workflow(i)),
                 msg_id: events.key(i),
                 correlation_id: None,
                 headers: Vec::new(),

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 /// What the receivers got, once stopped.
 #[derive(Debug, Default)]
-pub(super) struct Received {
+pub(in crate::bench) struct Received {
     /// When each `webhook-id` first arrived.
     pub first: HashMap<String, DateTime<Utc>>,
     /// Deliveries of a `webhook-id` that had arrived before.
@@ -33,7 +33,7 @@ struct Shared {
 }
 
 /// Running receivers, one per channel, sharing what they got.
-pub(super) struct Receivers {
+pub(in crate::bench) struct Receivers {
     got: Arc<Mutex<Received>>,
     seen: Arc<AtomicU64>,
     stop: CancellationToken,
@@ -46,7 +46,7 @@ impl Receivers {
     ///
     /// # Errors
     /// When a port cannot be bound.
-    pub(super) async fn start(secrets: &[String]) -> anyhow::Result<Self> {
+    pub(in crate::bench) async fn start(secrets: &[String]) -> anyhow::Result<Self> {
         let got = Arc::new(Mutex::new(Received::default()));
         let seen = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
@@ -75,12 +75,12 @@ impl Receivers {
     }
 
     /// Distinct `webhook-id`s received so far.
-    pub(super) fn seen(&self) -> u64 {
+    pub(in crate::bench) fn seen(&self) -> u64 {
         self.seen.load(Ordering::Relaxed)
     }
 
     /// Stops the receivers and returns what they got.
-    pub(super) fn stop(self) -> Received {
+    pub(in crate::bench) fn stop(self) -> Received {
         self.stop.cancel();
         let mut got = self.got.lock().unwrap_or_else(|p| p.into_inner());
         std::mem::take(&mut *got)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 /// The error code of every bench failure.
 pub(super) const CODE: &str = "bench_transient";
 /// Its retry policy.
-pub(super) const POLICY: &str = "bench_now";
+pub(in crate::bench) const POLICY: &str = "bench_now";
 
 /// The rules in one line, for the printout.
 pub(in crate::bench) const SUMMARY: &str = "retry policy bench_now: fixed 1 ms, no jitter (retries due \
@@ -63,17 +63,23 @@ hard_limits:
 
 /// A rules directory that lives as long as the run.
 #[derive(Debug)]
-pub(super) struct BenchRules {
+pub(in crate::bench) struct BenchRules {
     dir: PathBuf,
 }
 
 impl BenchRules {
     /// Writes the three files to a new directory named after `run_id`.
     pub(super) fn write(run_id: &str) -> std::io::Result<Self> {
+        Self::write_codes(run_id, ERROR_CODES)
+    }
+
+    /// The same with other error codes (`error_codes.yaml`), whose
+    /// retryable ones name the policy [`POLICY`].
+    pub(in crate::bench) fn write_codes(run_id: &str, error_codes: &str) -> std::io::Result<Self> {
         let dir = std::env::temp_dir().join(format!("awfdrs-bench-{run_id}-rules"));
         std::fs::create_dir_all(&dir)?;
         for (file, text) in [
-            (awfdrs_rules::ERROR_CODES_FILE, ERROR_CODES),
+            (awfdrs_rules::ERROR_CODES_FILE, error_codes),
             (awfdrs_rules::RETRY_POLICIES_FILE, RETRY_POLICIES),
             (awfdrs_rules::VENDOR_CONFIG_FILE, VENDOR_CONFIG),
         ] {
@@ -83,7 +89,7 @@ impl BenchRules {
     }
 
     /// The directory, for `rules.dir`.
-    pub(super) fn dir(&self) -> &Path {
+    pub(in crate::bench) fn dir(&self) -> &Path {
         &self.dir
     }
 }

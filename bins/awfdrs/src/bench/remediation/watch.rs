@@ -23,14 +23,14 @@ use uuid::Uuid;
 
 /// A retry command as it arrived.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Arrival {
+pub(in crate::bench) struct Arrival {
     pub received: DateTime<Utc>,
     pub due_at: DateTime<Utc>,
 }
 
 /// What the subscription saw, once stopped.
 #[derive(Debug, Default)]
-pub(super) struct Arrivals {
+pub(in crate::bench) struct Arrivals {
     /// The first command of each incident.
     pub first: HashMap<Uuid, Arrival>,
     /// Commands for an incident that already had one.
@@ -40,7 +40,7 @@ pub(super) struct Arrivals {
 }
 
 /// A running subscription to one tenant's retry commands.
-pub(super) struct Watcher {
+pub(in crate::bench) struct Watcher {
     seen: Arc<AtomicU64>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Arrivals>,
@@ -52,7 +52,7 @@ impl Watcher {
     ///
     /// # Errors
     /// When the subscription cannot be made.
-    pub(super) async fn start(bus: &Bus, tenant: &str) -> anyhow::Result<Self> {
+    pub(in crate::bench) async fn start(bus: &Bus, tenant: &str) -> anyhow::Result<Self> {
         let subject = bus.ns().retry_command(tenant, "*");
         let mut messages = bus.subscribe(subject).await?;
         let seen = Arc::new(AtomicU64::new(0));
@@ -89,12 +89,12 @@ impl Watcher {
     }
 
     /// Incidents with a command so far.
-    pub(super) fn seen(&self) -> u64 {
+    pub(in crate::bench) fn seen(&self) -> u64 {
         self.seen.load(Ordering::Relaxed)
     }
 
     /// Stops listening and returns what arrived.
-    pub(super) async fn stop(self) -> Arrivals {
+    pub(in crate::bench) async fn stop(self) -> Arrivals {
         self.stop.cancel();
         self.task.await.unwrap_or_default()
     }

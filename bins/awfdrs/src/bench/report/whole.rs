@@ -1,0 +1,133 @@
+//! The printout of a loop mode: what was sent and stored, the correctness
+//! checks (every event stored once, one decision and one action per
+//! incident, every retry command and notification once), the rates, each
+//! hop's latency, each worker's CPU time and peak resident memory, and the
+//! rate against the run with fewer processes.
+
+use super::remediation::percentile_line;
+use super::{count, flush};
+
+/// Resident memory each worker is meant to stay under, in MiB.
+const WORKER_MIB: f64 = 40.0;
+
+/// The figures of a loop mode; `before` holds the rates of the loop modes
+/// run before it, with their processes of each worker.
+pub(in crate::bench) fn whole_loop(
+    label: &str,
+    f: &super::super::whole::Figures,
+    before: &[(usize, f64)],
+) {
+    let t = &f.tally;
+    let refused: u64 = f.sent.refused.values().sum();
+    println!();
+    println!("{label}");
+    println!(
+        "  rules      3 codes of 5 retried by policy bench_now (fixed 1 ms), 2 permanent \
+         (escalated to one webhook channel on a local receiver); limits far above the load"
+    );
+    println!(
+        "  sent       {} events in {:.2} s ({}/s), {} refused{}",
+        count(f.sent.accepted),
+        f.sent.elapsed.as_secs_f64(),
+        count((f.sent.accepted as f64 / f.sent.elapsed.as_secs_f64().max(1e-6)).round() as u64),
+        count(refused),
+        if f.sent.cut_short {
+            " (cut short at --max-seconds)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  stored     {} events ({} failures), each once: {}; {} incidents of {} signatures, \
+         their event counts summing to {}",
+        count(u64::try_from(t.events).unwrap_or(0)),
+        count(u64::try_from(t.failures).unwrap_or(0)),
+        yes(u64::try_from(t.events).unwrap_or(0) == f.sent.accepted
+            && t.incident_events == t.failures),
+        count(u64::try_from(t.incidents).unwrap_or(0)),
+        count(f.expected_incidents),
+        count(u64::try_from(t.incident_events).unwrap_or(0)),
+    );
+    println!(
+        "  decided    {} incidents with other than one decision, {} with other than one action",
+        count(f.odd_decisions),
+        count(f.odd_actions)
+    );
+    println!(
+        "  retried    {} retries fired of {}; {} retry commands received, {} repeated",
+        count(f.fired),
+        count(f.expected_retries),
+        count(f.commands),
+        count(f.repeated_commands)
+    );
+    let escalated = f.expected_incidents.saturating_sub(f.expected_retries);
+    println!(
+        "  notified   {} notifications of {} escalations, {} delivered in {} tries; {} received, \
+         {} repeated webhook-ids, {} unverified",
+        count(f.notifications),
+        count(escalated),
+        count(f.delivered),
+        count(f.tries),
+        count(f.received),
+        count(f.repeated_notifications),
+        count(f.unverified)
+    );
+    println!(
+        "  rate       {} events stored/s (first due -> last commit, {:.2} s); the whole loop \
+         done {:.2} s after the first event",
+        count(f.rate().round() as u64),
+        f.storing.as_secs_f64(),
+        f.looping.as_secs_f64()
+    );
+    for (what, h) in [
+        ("event published -> committed            ", &f.committed),
+        ("incident opened -> decision recorded    ", &f.analysed),
+        ("decision recorded -> action recorded    ", &f.actioned),
+        ("action recorded -> retry command fired  ", &f.retried),
+        ("escalation -> notification delivered    ", &f.notified),
+        ("first failure -> retry command fired    ", &f.to_retry),
+        (
+            "first failure -> notification delivered ",
+            &f.to_notification,
+        ),
+    ] {
+        println!("  {what} {}", percentile_line(h));
+    }
+    let events = f.sent.accepted.max(1) as f64;
+    let mut largest = (0.0_f64, String::new());
+    for w in &f.workers {
+        let mib = w.peak_kib as f64 / 1024.0;
+        let name = format!("{} #{}", w.name, w.index);
+        println!(
+            "  worker     {name:<14} peak RSS {mib:>6.1} MiB  CPU {:>7} ms  {:.3} ms/event",
+            count(w.cpu_ms),
+            w.cpu_ms as f64 / events
+        );
+        if mib > largest.0 {
+            largest = (mib, name);
+        }
+    }
+    println!(
+        "  memory     every worker under {WORKER_MIB:.0} MiB resident: {} (largest {} at {:.1} MiB)",
+        yes(largest.0 < WORKER_MIB),
+        largest.1,
+        largest.0
+    );
+    for (processes, rate) in before {
+        println!(
+            "  scale-out  {} events stored/s with {} process{} of each worker vs {} with {}: \
+             x{:.2}",
+            count(f.rate().round() as u64),
+            f.processes,
+            if f.processes == 1 { "" } else { "es" },
+            count(rate.round() as u64),
+            processes,
+            f.rate() / rate.max(1e-6)
+        );
+    }
+    flush();
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "NO" }
+}
