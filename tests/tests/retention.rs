@@ -125,7 +125,7 @@ async fn what_is_past_its_retention_is_deleted_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn a_key_reused_past_its_retention_with_another_body_is_dead_lettered_not_stored() {
+async fn a_key_reused_past_its_retention_is_new_and_its_other_body_stored() {
     let sys = System::start(&[("AWFDRS__RETENTION__SWEEP_MS", "200")]).await;
     let (tenant, api_key) = sys.tenant("acme").await;
     let body = awfdrs_tests::failure("order-1", "checkout", "card_declined");

@@ -245,11 +245,11 @@ async fn one_store_per_key(
         if verdicts[i] != Verdict::Store {
             continue;
         }
-        let key = (e.tenant_id, e.idempotency_key.to_owned());
-        if first.contains_key(&key) {
-            verdicts[i] = Verdict::Duplicate;
-        } else {
-            first.insert(key, i);
+        match first.entry((e.tenant_id, e.idempotency_key.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(_) => verdicts[i] = Verdict::Duplicate,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
         }
     }
     let to_mark: Vec<&Key> = first.keys().filter(|k| !taken.contains(*k)).collect();
