@@ -1,8 +1,9 @@
 //! Retention: idempotency keys and published outbox rows past the
 //! retention the database holds are deleted by the detector's retention
-//! task, and nothing younger or unpublished is; `awfdrs retention`
+//! task, and nothing younger or unpublished is; events go by whole day
+//! partitions, which the same task makes ahead of time; `awfdrs retention`
 //! shows and changes it, and refuses less than the contract's 7 days for
-//! keys.
+//! keys and a day for events.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -40,6 +41,19 @@ async fn outbox(sys: &System, tenant: Uuid, id: &str, age_hours: i64, published:
     .unwrap();
 }
 
+/// What a refused `awfdrs` command says on stderr.
+async fn refused(sys: &System, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(awfdrs_tests::awfdrs_bin())
+        .args(args)
+        .env_clear()
+        .envs(sys.world.env(&[]))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test]
 async fn what_is_past_its_retention_is_deleted_and_nothing_else() {
     let sys = System::start(&[("AWFDRS__RETENTION__SWEEP_MS", "200")]).await;
@@ -55,6 +69,10 @@ async fn what_is_past_its_retention_is_deleted_and_nothing_else() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("at least"), "{err}");
+    let out = refused(&sys, &["retention", "set", "events", "12h"]).await;
+    assert!(out.contains("events must be kept at least"), "{out}");
+    let out = refused(&sys, &["retention", "set", "events_p1", "2d"]).await;
+    assert!(out.contains("ingest_keys, outbox or events"), "{out}");
     let out = awfdrs_tests::cli(&sys.world, &["retention", "set", "ingest_keys", "7d"]).await;
     assert!(
         out.contains("ingest_keys") && out.contains("operator:"),
@@ -107,7 +125,7 @@ async fn what_is_past_its_retention_is_deleted_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn a_key_reused_past_its_retention_with_another_body_is_dead_lettered_not_stored() {
+async fn a_key_reused_past_its_retention_is_new_and_its_other_body_stored() {
     let sys = System::start(&[("AWFDRS__RETENTION__SWEEP_MS", "200")]).await;
     let (tenant, api_key) = sys.tenant("acme").await;
     let body = awfdrs_tests::failure("order-1", "checkout", "card_declined");
@@ -141,30 +159,201 @@ async fn a_key_reused_past_its_retention_with_another_body_is_dead_lettered_not_
         (n == 0).then_some(())
     })
     .await;
-    // Past its retention, a key is answered as new; the event it named is
-    // still stored, so another body is dead-lettered as a reused key and
-    // the first event stays as it was.
+    // Past its retention, a key is answered as new, and the events table
+    // does not decide keys: the other body is stored as a new event.
     let mut other = body.clone();
     other["error"]["message"] = serde_json::json!("something else");
     let (status, answer) = sys.post("/api/v1/events", &api_key, &other).await;
     assert_eq!(status, 202, "{answer}");
-    let reason: String = eventually(Duration::from_secs(30), "dead-lettered", || async {
-        sqlx::query_scalar("SELECT reason FROM dead_letters")
-            .fetch_optional(&pool)
-            .await
-            .unwrap()
+    eventually(Duration::from_secs(30), "stored again", || async {
+        (stored().await == 2).then_some(())
     })
     .await;
-    assert!(
-        reason.contains("already used with a different body"),
-        "{reason}"
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT body_hash FROM events WHERE tenant_id = $1 ORDER BY received_at",
+    )
+    .bind(tenant.id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        hashes,
+        [
+            awfdrs_tests::body_hash(&body),
+            awfdrs_tests::body_hash(&other)
+        ]
     );
-    assert_eq!(stored().await, 1, "no second event");
-    let hash: Vec<u8> = sqlx::query_scalar("SELECT body_hash FROM events WHERE tenant_id = $1")
-        .bind(tenant.id)
-        .fetch_one(&pool)
+    sys.stop().await;
+}
+
+/// The day partition `days` ago (negative: ahead) would be called.
+fn partition(days: i64) -> String {
+    let day = chrono::Utc::now().date_naive() - chrono::Duration::days(days);
+    format!("events_p{}", day.format("%Y%m%d"))
+}
+
+/// An event received `age_days` ago, written as the detector would.
+async fn event(sys: &System, tenant: Uuid, key: &str, age_days: i32) {
+    sqlx::query(
+        "INSERT INTO events (id, tenant_id, idempotency_key, workflow_id, event_type, occurred_at,
+             received_at, correlation_id, body_hash, source)
+         VALUES ($1, $2, $3, 'wf', 'step_succeeded', now() - make_interval(days => $4),
+                 now() - make_interval(days => $4), 'c', '\\x00', 'nats')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant)
+    .bind(key)
+    .bind(age_days)
+    .execute(sys.ctx.store.pool())
+    .await
+    .unwrap();
+}
+
+async fn partition_of(sys: &System, tenant: Uuid, key: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT tableoid::regclass::text FROM events WHERE tenant_id = $1 AND idempotency_key = $2",
+    )
+    .bind(tenant)
+    .bind(key)
+    .fetch_optional(sys.ctx.store.pool())
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn events_live_in_day_partitions_made_ahead_and_go_a_whole_day_past_their_retention() {
+    let sys = System::start(&[
+        ("AWFDRS__RETENTION__SWEEP_MS", "200"),
+        ("AWFDRS__RETENTION__PARTITIONS_AHEAD_DAYS", "5"),
+    ])
+    .await;
+    let (tenant, _) = sys.tenant("acme").await;
+    let store = sys.ctx.store.clone();
+    eventually(Duration::from_secs(30), "partitions made ahead", || async {
+        let parts = store.event_partitions().await.unwrap();
+        (0..=5)
+            .all(|d| parts.contains(&partition(-d)))
+            .then_some(())
+    })
+    .await;
+    let parts = store.event_partitions().await.unwrap();
+    assert_eq!(parts.last().map(String::as_str), Some("events_default"));
+
+    let out = awfdrs_tests::cli(&sys.world, &["retention", "set", "events", "20d"]).await;
+    assert!(out.contains("events") && out.contains("20d"), "{out}");
+    // Days without a partition land in the default one, then move to
+    // their own; the one past the retention goes whole.
+    event(&sys, tenant.id, "old", 25).await;
+    event(&sys, tenant.id, "kept", 10).await;
+    event(&sys, tenant.id, "today", 0).await;
+    assert_eq!(
+        partition_of(&sys, tenant.id, "today").await,
+        Some(partition(0))
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the old partition dropped",
+        || async {
+            let parts = store.event_partitions().await.unwrap();
+            let default: i64 = sqlx::query_scalar("SELECT count(*) FROM events_default")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            (!parts.contains(&partition(25)) && parts.contains(&partition(10)) && default == 0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(partition_of(&sys, tenant.id, "old").await, None);
+    assert_eq!(
+        partition_of(&sys, tenant.id, "kept").await,
+        Some(partition(10))
+    );
+    assert_eq!(sys.rows("events", tenant.id).await, 2);
+
+    // Still append-only, partition by partition.
+    for sql in [
+        format!("DELETE FROM {}", partition(10)),
+        format!("TRUNCATE {}", partition(10)),
+        "UPDATE events SET step = 'x'".to_owned(),
+    ] {
+        let err = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(store.pool())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let out = awfdrs_tests::cli(&sys.world, &["retention", "show"]).await;
+    let line = out.lines().find(|l| l.starts_with("events")).unwrap();
+    assert!(line.contains("(1 deleted)"), "{out}");
+    let metrics = sys
+        .http
+        .get(format!("{}/metrics", sys.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
         .await
         .unwrap();
-    assert_eq!(hash, awfdrs_tests::body_hash(&body));
+    assert!(
+        metrics.contains("awfdrs_pruned_rows_total{table=\"events\"} 1"),
+        "{metrics}"
+    );
+    sys.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_whose_event_is_gone_but_not_its_row_is_still_a_duplicate() {
+    let sys = System::start(&[]).await;
+    let (tenant, api_key) = sys.tenant("acme").await;
+    let body = awfdrs_tests::failure("order-1", "checkout", "card_declined");
+    let (status, first) = sys.post("/api/v1/events", &api_key, &body).await;
+    assert_eq!(status, 202);
+    eventually(Duration::from_secs(30), "stored", || async {
+        (sys.rows("events", tenant.id).await == 1).then_some(())
+    })
+    .await;
+    // Its partition dropped, as the events retention would.
+    let part = partition_of(&sys, tenant.id, "order-1").await.unwrap();
+    let pool = sys.ctx.store.pool();
+    for sql in [
+        format!("ALTER TABLE events DETACH PARTITION {part}"),
+        format!("DROP TABLE {part}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let (status, again) = sys.post("/api/v1/events", &api_key, &body).await;
+    assert_eq!((status, &again["event_id"]), (200, &first["event_id"]));
+    let mut other = body.clone();
+    other["error"]["message"] = serde_json::json!("something else");
+    let (status, _) = sys.post("/api/v1/events", &api_key, &other).await;
+    assert_eq!(status, 409);
+    // Straight over NATS, the same body is a duplicate too: not stored.
+    sys.ctx
+        .bus
+        .publish(awfdrs_bus::Outgoing {
+            subject: sys.ns().events_subject("acme", "checkout"),
+            msg_id: Uuid::new_v4().to_string(),
+            correlation_id: None,
+            headers: Vec::new(),
+            payload: bytes::Bytes::from(body.to_string()),
+        })
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "settled", || async {
+        (sys.ctx
+            .bus
+            .consumer_backlog(awfdrs_bus::Stage::Detector)
+            .await
+            .unwrap()
+            == 0
+            && sys.ctx.bus.events_stored().await.unwrap() == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(sys.rows("events", tenant.id).await, 0);
     sys.stop().await;
 }

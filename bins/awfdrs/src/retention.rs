@@ -1,5 +1,6 @@
-//! `awfdrs retention show|set`: how long idempotency keys and published
-//! outbox rows are kept before the detector's retention task deletes them.
+//! `awfdrs retention show|set`: how long idempotency keys, published
+//! outbox rows and events are kept before the detector's retention task
+//! deletes them (events: whole day partitions).
 
 use awfdrs_config::Config;
 use awfdrs_safety::duration::{format_duration, parse_duration};
@@ -11,10 +12,10 @@ use clap::Subcommand;
 pub enum RetentionCommand {
     /// Print each retention, who set it, and its last sweep.
     Show,
-    /// Keep `name` (`ingest_keys`, at least 7d; `outbox`, at least 1h) for
-    /// `keep` (e.g. `30d`, `12h`).
+    /// Keep `name` (`ingest_keys`, at least 7d; `outbox`, at least 1h;
+    /// `events`, at least 1d) for `keep` (e.g. `30d`, `12h`).
     Set {
-        /// `ingest_keys` or `outbox`.
+        /// `ingest_keys`, `outbox` or `events`.
         name: String,
         /// How long, e.g. `14d`.
         keep: String,
@@ -50,8 +51,9 @@ pub async fn run(config: Config, command: RetentionCommand) -> anyhow::Result<()
     match command {
         RetentionCommand::Show => print(&store.retention().await?),
         RetentionCommand::Set { name, keep } => {
-            let kept = Kept::named(&name)
-                .ok_or_else(|| anyhow::anyhow!("no retention {name:?}: ingest_keys or outbox"))?;
+            let kept = Kept::named(&name).ok_or_else(|| {
+                anyhow::anyhow!("no retention {name:?}: ingest_keys, outbox or events")
+            })?;
             let keep = parse_duration(&keep).map_err(|e| anyhow::anyhow!("{keep:?}: {e}"))?;
             let by = format!(
                 "operator:{}",

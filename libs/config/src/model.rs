@@ -204,6 +204,8 @@ pub struct RetentionConfig {
     pub sweep_ms: u64,
     /// Rows deleted per statement.
     pub batch: i64,
+    /// The events' day partitions made ahead: today and this many more.
+    pub partitions_ahead_days: u32,
 }
 
 /// The outbox relay every worker with an outbox runs.

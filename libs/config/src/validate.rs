@@ -221,6 +221,11 @@ impl Config {
             "must be between 1 and 1000000",
         );
         check(
+            (1..=60).contains(&self.retention.partitions_ahead_days),
+            "retention.partitions_ahead_days",
+            "must be between 1 and 60",
+        );
+        check(
             (1..=100).contains(&self.notifications.max_tries),
             "notifications.max_tries",
             "must be between 1 and 100",

@@ -5,6 +5,13 @@
 //! CONFLICT DO NOTHING` waits for any transaction holding the key (a gateway
 //! publishing it), so whichever path commits the key first decides the body,
 //! and the other body is refused on both paths.
+//!
+//! The row also says whether the key's event is stored: the events table,
+//! partitioned by time, has no uniqueness of its own over keys. An event is
+//! stored only by the transaction that took its key's row now, or that
+//! turned the row's `stored` from false to true (a gateway reservation, or
+//! a NATS event of the same body as that reservation); every other use of
+//! the key is a duplicate.
 
 use std::collections::HashMap;
 
@@ -28,9 +35,11 @@ pub(crate) struct KeyUse<'a> {
 /// What the arbiter decided for one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// The key is this event's (new, or held with the same body): persist
-    /// it; the events table then tells a first delivery from a repeat.
-    Persist,
+    /// The key is this event's and its event is not stored yet: store it.
+    Store,
+    /// The key is this event's (held with the same body, or this very
+    /// reservation) and its event is stored already.
+    Duplicate,
     /// The key is held with another body.
     Conflict,
     /// A gateway publish whose reservation the key no longer holds: the
@@ -39,8 +48,10 @@ pub(crate) enum Verdict {
 }
 
 const TAKE: &str = "
-INSERT INTO ingest_keys (tenant_id, idempotency_key, event_id, body_hash, correlation_id, reservation)
-SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bytea[], $5::text[], $6::uuid[])
+INSERT INTO ingest_keys (tenant_id, idempotency_key, event_id, body_hash, correlation_id, reservation,
+    stored)
+SELECT *, reservation IS NULL
+FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::bytea[], $5::text[], $6::uuid[])
     AS u(tenant_id, idempotency_key, event_id, body_hash, correlation_id, reservation)
 ORDER BY 1, 2
 ON CONFLICT DO NOTHING
@@ -58,6 +69,23 @@ const RELEASE: &str = "
 DELETE FROM ingest_keys k
 USING UNNEST($1::uuid[], $2::text[]) AS u(tenant_id, idempotency_key)
 WHERE k.tenant_id = u.tenant_id AND k.idempotency_key = u.idempotency_key";
+
+/// Marks stored the keys whose event is not stored yet, locking them in
+/// key order; returns those it marked. A concurrent transaction marking the
+/// same key waits here, then finds it stored.
+const MARK: &str = "
+WITH mine AS (
+    SELECT k.tenant_id, k.idempotency_key
+    FROM ingest_keys k
+    JOIN UNNEST($1::uuid[], $2::text[]) AS u(tenant_id, idempotency_key)
+      ON k.tenant_id = u.tenant_id AND k.idempotency_key = u.idempotency_key
+    WHERE NOT k.stored
+    ORDER BY 1, 2
+    FOR UPDATE OF k)
+UPDATE ingest_keys k SET stored = true
+FROM mine
+WHERE k.tenant_id = mine.tenant_id AND k.idempotency_key = mine.idempotency_key
+RETURNING k.tenant_id, k.idempotency_key";
 
 type Key = (Uuid, String);
 
@@ -180,14 +208,15 @@ pub(crate) async fn settle(
             .await?;
     }
 
-    evs.iter()
+    let mut verdicts: Vec<Verdict> = evs
+        .iter()
         .map(|e| {
             let key = (e.tenant_id, e.idempotency_key.to_owned());
             match (e.reservation, holder.get(&key).cloned().flatten()) {
                 // A gateway publish is stored only under its own reservation.
-                (Some(ours), Some((_, Some(theirs)))) if ours == theirs => Ok(Verdict::Persist),
+                (Some(ours), Some((_, Some(theirs)))) if ours == theirs => Ok(Verdict::Store),
                 (Some(_), _) => Ok(Verdict::Abandoned),
-                (None, Some((hash, _))) if hash == e.body_hash => Ok(Verdict::Persist),
+                (None, Some((hash, _))) if hash == e.body_hash => Ok(Verdict::Store),
                 (None, Some(_)) => Ok(Verdict::Conflict),
                 // Held a moment ago and gone now (a released reservation):
                 // the key is free; the next delivery takes it.
@@ -197,5 +226,49 @@ pub(crate) async fn settle(
                 ))),
             }
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    one_store_per_key(tx, evs, &taken, &mut verdicts).await?;
+    Ok(verdicts)
+}
+
+/// Of the uses that may store their event, keeps [`Verdict::Store`] for
+/// the first use of each key whose row this transaction took (a NATS
+/// event's new key) or marks stored now; the others are duplicates.
+async fn one_store_per_key(
+    tx: &mut PgConnection,
+    evs: &[KeyUse<'_>],
+    taken: &std::collections::HashSet<Key>,
+    verdicts: &mut [Verdict],
+) -> Result<(), StoreError> {
+    let mut first: HashMap<Key, usize> = HashMap::new();
+    for (i, e) in evs.iter().enumerate() {
+        if verdicts[i] != Verdict::Store {
+            continue;
+        }
+        match first.entry((e.tenant_id, e.idempotency_key.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(_) => verdicts[i] = Verdict::Duplicate,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i);
+            }
+        }
+    }
+    let to_mark: Vec<&Key> = first.keys().filter(|k| !taken.contains(*k)).collect();
+    if to_mark.is_empty() {
+        return Ok(());
+    }
+    let marked: Vec<TakenRow> = sqlx::query_as(MARK)
+        .bind(to_mark.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(to_mark.iter().map(|k| k.1.clone()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    let marked: std::collections::HashSet<Key> = marked
+        .into_iter()
+        .map(|r| (r.tenant_id, r.idempotency_key))
+        .collect();
+    for key in to_mark {
+        if !marked.contains(key) {
+            verdicts[first[key]] = Verdict::Duplicate;
+        }
+    }
+    Ok(())
 }

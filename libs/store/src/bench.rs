@@ -178,11 +178,11 @@ impl Store {
         Ok(())
     }
 
-    /// The latest transaction start (`received_at`) among the tenant's 32
-    /// latest events by `occurred_at`: a few steps down an index, cheap
-    /// enough to ask every few milliseconds, and blind only to a transaction
-    /// whose events were all sent more than 32 events before the latest.
-    /// One detector commits its batches one after another, so seeing a
+    /// The latest transaction start (`received_at`) of the tenant's events
+    /// of the last ten minutes: a few steps back along the primary key
+    /// (received_at first) of the newest partitions, cheap enough to ask
+    /// every few milliseconds while the tenant is the one writing. One
+    /// detector commits its batches one after another, so seeing a
     /// transaction means it and every one that started earlier committed.
     ///
     /// # Errors
@@ -192,9 +192,8 @@ impl Store {
         tenant: Uuid,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT max(received_at) FROM (
-                 SELECT received_at FROM events WHERE tenant_id = $1
-                 ORDER BY occurred_at DESC LIMIT 32) latest",
+            "SELECT max(received_at) FROM events
+             WHERE tenant_id = $1 AND received_at > now() - interval '10 minutes'",
         )
         .bind(tenant)
         .fetch_one(&self.pool)

@@ -26,6 +26,7 @@ mod modes;
 mod notifications;
 mod operate;
 mod outbox;
+mod partitions;
 mod probes;
 mod reseal;
 mod retention;
@@ -68,6 +69,7 @@ pub use notifications::{
 };
 pub use operate::ActionFilter;
 pub use outbox::OutboxRow;
+pub use partitions::DroppedPartition;
 pub use reseal::{ColumnReport, ResealReport, Unreadable};
 pub use retention::{Kept, Retention};
 pub use safety::{

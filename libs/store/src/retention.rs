@@ -1,7 +1,8 @@
 //! Retention: idempotency keys and published outbox rows are kept as long
 //! as the `retention` table says (at least 7 days and an hour), then
 //! deleted in bulk, `batch` rows per statement, oldest found through a
-//! BRIN index on `created_at`.
+//! BRIN index on `created_at`. Events (at least a day) go a whole day
+//! partition at a time ([`crate::partitions`]).
 
 use std::time::Duration;
 
@@ -17,11 +18,13 @@ pub enum Kept {
     IngestKeys,
     /// Published `outbox` rows.
     Outbox,
+    /// `events`, by whole day partitions.
+    Events,
 }
 
 impl Kept {
     /// Every kind, in the order shown.
-    pub const ALL: [Kept; 2] = [Kept::IngestKeys, Kept::Outbox];
+    pub const ALL: [Kept; 3] = [Kept::IngestKeys, Kept::Outbox, Kept::Events];
 
     /// Its name in the `retention` table and on the command line.
     #[must_use]
@@ -29,6 +32,7 @@ impl Kept {
         match self {
             Self::IngestKeys => "ingest_keys",
             Self::Outbox => "outbox",
+            Self::Events => "events",
         }
     }
 
@@ -38,6 +42,7 @@ impl Kept {
         match self {
             Self::IngestKeys => Duration::from_secs(7 * 24 * 3600),
             Self::Outbox => Duration::from_secs(3600),
+            Self::Events => Duration::from_secs(24 * 3600),
         }
     }
 
@@ -107,13 +112,17 @@ impl Store {
         .await?)
     }
 
-    /// Deletes up to `batch` rows of `kept` past their retention; returns
-    /// how many.
+    /// Deletes up to `batch` rows of `kept` past their retention (events:
+    /// every day partition past it); returns how many.
     ///
     /// # Errors
     /// On database failure.
     pub async fn prune_once(&self, kept: Kept, batch: i64) -> Result<u64, StoreError> {
         let sql = match kept {
+            Kept::Events => {
+                let dropped = self.drop_event_partitions().await?;
+                return Ok(dropped.iter().map(|d| u64::try_from(d.events).unwrap_or(0)).sum());
+            }
             Kept::IngestKeys => {
                 "DELETE FROM ingest_keys WHERE ctid = ANY (ARRAY(
                      SELECT ctid FROM ingest_keys
@@ -145,11 +154,12 @@ impl Store {
         loop {
             let n = self.prune_once(kept, batch).await?;
             total += n;
-            if n < u64::try_from(batch).unwrap_or(u64::MAX) {
+            if kept == Kept::Events || n < u64::try_from(batch).unwrap_or(u64::MAX) {
                 break;
             }
         }
-        if total > 0 {
+        // Events record their own sweep (a partition may hold none).
+        if total > 0 && kept != Kept::Events {
             sqlx::query(
                 "UPDATE retention SET last_pruned_at = now(), last_pruned = $2 WHERE name = $1",
             )

@@ -78,13 +78,69 @@ async fn an_http_event_is_stored_only_under_its_own_reservation(pool: PgPool) {
 
     let out = store
         .detect_batch(
-            &DetectBatch { events: vec![e] },
+            &DetectBatch {
+                events: vec![e.clone()],
+            },
             common::SETTINGS,
             &common::outbox_for,
         )
         .await
         .unwrap();
     assert_eq!(out.inserted, [0]);
+    assert_eq!(events(&pool).await, 1);
+
+    // Delivered again, and the same body straight over NATS: the key's row
+    // says its event is stored, so both are duplicates.
+    let mut over_nats = e.clone();
+    over_nats.source = "nats";
+    over_nats.reservation = None;
+    let out = store
+        .detect_batch(
+            &DetectBatch {
+                events: vec![e, over_nats],
+            },
+            common::SETTINGS,
+            &common::outbox_for,
+        )
+        .await
+        .unwrap();
+    assert!(out.inserted.is_empty());
+    assert_eq!(out.duplicates, [0, 1]);
+    assert_eq!(events(&pool).await, 1);
+}
+
+#[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]
+async fn a_nats_event_of_a_reserved_body_stores_it_once(pool: PgPool) {
+    let (store, t) = common::store_with_tenant(pool.clone(), "acme").await;
+    let ours = Uuid::now_v7();
+    let over_nats = common::failure(t.id, "k1", "wf", "E1", Utc::now());
+    let (_, r) = store
+        .reserve_keys(&[KeyClaim {
+            tenant: t.id,
+            key: "k1".to_owned(),
+            event_id: over_nats.id,
+            body_hash: over_nats.body_hash.clone(),
+            correlation_id: over_nats.correlation_id.clone(),
+            reservation: ours,
+        }])
+        .await
+        .unwrap();
+    r.commit(&[]).await.unwrap();
+    let mut over_http = over_nats.clone();
+    over_http.source = "http";
+    over_http.reservation = Some(ours);
+    for (e, stored) in [(over_nats, true), (over_http, false)] {
+        let out = store
+            .detect_batch(
+                &DetectBatch { events: vec![e] },
+                common::SETTINGS,
+                &common::outbox_for,
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.inserted.len(), usize::from(stored));
+        assert_eq!(out.duplicates.len(), usize::from(!stored));
+    }
     assert_eq!(events(&pool).await, 1);
 }
 

@@ -1,20 +1,12 @@
-//! Persisting the batch's events: one insert, then telling a first
-//! delivery from a repeat of the same body or a conflicting one.
-
-use std::collections::{BTreeMap, HashSet};
+//! Persisting the batch's events: one insert of those whose key the
+//! arbiter gave them (`ingest_keys` decides first deliveries and repeats;
+//! the partitioned events table has no uniqueness over keys).
 
 use sqlx::PgConnection;
-use uuid::Uuid;
 
-use super::{DetectOutcome, NewEvent};
+use super::NewEvent;
 use crate::StoreError;
 
-/// An event already stored under a key of the batch.
-#[derive(sqlx::FromRow)]
-struct StoredEventRow {
-    id: Uuid,
-    body_hash: Vec<u8>,
-}
 const INSERT_EVENTS: &str = "
 INSERT INTO events (id, tenant_id, idempotency_key, workflow_id, event_type, occurred_at,
     workflow_run_id, step, vendor, error_code, error_message, http_status, retryable, attempt,
@@ -27,19 +19,14 @@ FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::time
     $14::int[], $15::text[], $16::text[], $17::bytea[], $18::text[], $19::text[], $20::text[])
     AS u(id, tenant_id, idempotency_key, workflow_id, event_type, occurred_at,
     workflow_run_id, step, vendor, error_code, error_message, http_status, retryable, attempt,
-    correlation_id, signature, body_hash, source, metadata, error_code_raw)
-ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-RETURNING id";
+    correlation_id, signature, body_hash, source, metadata, error_code_raw)";
 
-/// Inserts `evs` (the event at `pos` is the batch's `kept[pos]`) and files
-/// each under `out.inserted`, `out.duplicates` or `out.conflicts`.
-pub(super) async fn insert(
-    tx: &mut PgConnection,
-    evs: &[&NewEvent],
-    kept: &[usize],
-    out: &mut DetectOutcome,
-) -> Result<(), StoreError> {
-    let inserted_ids: Vec<Uuid> = sqlx::query_scalar(INSERT_EVENTS)
+/// Inserts `evs`.
+pub(super) async fn insert(tx: &mut PgConnection, evs: &[&NewEvent]) -> Result<(), StoreError> {
+    if evs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(INSERT_EVENTS)
         .bind(evs.iter().map(|e| e.id).collect::<Vec<_>>())
         .bind(evs.iter().map(|e| e.tenant_id).collect::<Vec<_>>())
         .bind(
@@ -84,40 +71,7 @@ pub(super) async fn insert(
                 .map(|e| e.error_code_raw.clone())
                 .collect::<Vec<_>>(),
         )
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-    let inserted: HashSet<Uuid> = inserted_ids.into_iter().collect();
-
-    // Keys that were already there: same body is a duplicate, another
-    // body a conflict. A key repeated inside the batch is inserted once.
-    let mut claimed = HashSet::new();
-    let mut seen_ids = Vec::new();
-    for (pos, e) in evs.iter().enumerate() {
-        let idx = kept[pos];
-        if inserted.contains(&e.id) && claimed.insert(e.id) {
-            out.inserted.push(idx);
-        } else {
-            seen_ids.push((idx, e.id, e.body_hash.clone()));
-        }
-    }
-    if !seen_ids.is_empty() {
-        let ids: Vec<Uuid> = seen_ids.iter().map(|s| s.1).collect();
-        let stored: Vec<StoredEventRow> =
-            sqlx::query_as("SELECT id, body_hash FROM events WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?;
-        let stored: BTreeMap<Uuid, Vec<u8>> =
-            stored.into_iter().map(|r| (r.id, r.body_hash)).collect();
-        for (idx, id, hash) in seen_ids {
-            if stored.get(&id).is_some_and(|h| *h != hash) {
-                out.conflicts.push(idx);
-            } else {
-                out.duplicates.push(idx);
-            }
-        }
-    }
-    out.inserted.sort_unstable();
-    out.conflicts.sort_unstable();
     Ok(())
 }

@@ -164,15 +164,20 @@ impl Work {
         let mut kept: Vec<usize> = Vec::with_capacity(sorted.len());
         for (pos, verdict) in verdicts.into_iter().enumerate() {
             match verdict {
-                Verdict::Persist => {
+                Verdict::Store => {
                     evs.push(sorted[pos]);
                     kept.push(order[pos]);
                 }
+                Verdict::Duplicate => out.duplicates.push(order[pos]),
                 Verdict::Conflict => out.conflicts.push(order[pos]),
                 Verdict::Abandoned => out.abandoned.push(order[pos]),
             }
         }
-        events::insert(tx, &evs, &kept, &mut out).await?;
+        events::insert(tx, &evs).await?;
+        out.inserted = kept;
+        out.inserted.sort_unstable();
+        out.duplicates.sort_unstable();
+        out.conflicts.sort_unstable();
         if !turn.await {
             return Ok(None);
         }
