@@ -281,12 +281,20 @@ async fn a_resolution_cancels_the_retry_still_waiting() {
     assert_eq!(status, 202);
     // The view's parts are read one after another, so the incident and its
     // actions are waited for together.
-    let closed: Value = eventually(WAIT, "the incident resolved, its retry cancelled", || async {
-        let (_, d) = sys.get(&format!("/api/v1/incidents/{id}"), &key).await;
-        (d["actions"][0]["status"] == "CANCELLED" && d["status"] == "RESOLVED").then_some(d)
-    })
+    let closed: Value = eventually(
+        WAIT,
+        "the incident resolved, its retry cancelled",
+        || async {
+            let (_, d) = sys.get(&format!("/api/v1/incidents/{id}"), &key).await;
+            (d["actions"][0]["status"] == "CANCELLED" && d["status"] == "RESOLVED").then_some(d)
+        },
+    )
     .await;
-    assert_eq!(closed["actions"].as_array().map(Vec::len), Some(1), "{closed}");
+    assert_eq!(
+        closed["actions"].as_array().map(Vec::len),
+        Some(1),
+        "{closed}"
+    );
     sys.stop().await;
 }
 

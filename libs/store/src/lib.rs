@@ -48,8 +48,8 @@ pub use analysis::{AnalysisFacts, FactWindows, PastIncidentRow, REOPEN_WINDOW_RU
 pub use approvals::{WaitingFor, WaitingRetry};
 #[cfg(feature = "bench")]
 pub use bench::{
-    BareRow, BenchActionTimes, BenchDatabase, BenchNotificationOutcome, BenchTally,
-    PastIncidentSeed, PastKind, SeedIncidents,
+    BareRow, BenchActionTimes, BenchDatabase, BenchNotificationOutcome, BenchStorage, BenchTally,
+    PastIncidentSeed, PastKind, PreloadShape, SeedIncidents,
 };
 pub use callbacks::{Callback, CallbackTry, DueDelivery, TryOutcome};
 pub use channels::{Channel, NewChannel};
