@@ -1,8 +1,9 @@
-//! `awfdrs bench`'s remediation and notifier modes, run as the README
-//! shows them at a tiny size: the real coordinator and scheduler turn every
-//! decision into one retry command, the scheduler fires every seeded retry
-//! once and never early, and the notifier delivers every notification once.
-//! Their figures are printed, not asserted.
+//! `awfdrs bench`'s remediation and notifier modes, its JSON report and its
+//! preload, run as the README shows them at a tiny size: the real
+//! coordinator and scheduler turn every decision into one retry command,
+//! the scheduler fires every seeded retry once and never early, the
+//! notifier delivers every notification once, and every mode's correctness
+//! checks hold. Their figures are printed, not asserted.
 
 use awfdrs_tests::{World, cleanup};
 
@@ -246,20 +247,34 @@ async fn bench_json_reports_every_mode_and_the_grown_database() {
     }
     assert_eq!(report["checks_passed"], true);
 
-    // The table says what the stored events take too.
+    // The table says what the stored events take too, run as the
+    // README's `--preload` line.
     let out = awfdrs(
         &world,
         addr,
         &[
-            "bench", "--events", "100", "--warmup", "0", "--modes", "nats-max",
+            "bench",
+            "--preload",
+            "200",
+            "--events",
+            "100",
+            "--warmup",
+            "0",
+            "--modes",
+            "nats-max",
         ],
     )
     .await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.contains("cpu ms per event"), "{stdout}");
+    assert!(stdout.contains("  preloaded  200 events in"), "{stdout}");
     assert!(
-        stdout.contains("storage    at the end: 100 events, 100 idempotency keys;"),
+        stdout.contains("storage    after preload: 200 events, 200 idempotency keys;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("storage    at the end: 300 events, 300 idempotency keys;"),
         "{stdout}"
     );
     assert!(stdout.contains("bytes per stored event"), "{stdout}");
