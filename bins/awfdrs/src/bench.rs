@@ -52,6 +52,7 @@ mod machine;
 mod notifier;
 mod outcome;
 mod pipeline;
+mod preload;
 mod probe;
 mod remediation;
 mod report;
@@ -244,10 +245,12 @@ impl Bench {
         store.pool().close().await;
         let nats_version = self.producer(Mode::Ceiling).await?.server_version();
         let pipelines = modes.iter().any(|m| m.is_ingestion());
-        if pipelines {
-            report::header(self, modes, &pg_version, &nats_version);
-        } else {
-            println!("awfdrs bench: PostgreSQL {pg_version}; nats-server {nats_version}");
+        let report = self.report(modes, pg_version, nats_version);
+        let mut out = report::Printout::new(self.args.json, pipelines, report);
+        if self.args.preload > 0 {
+            eprintln!("bench: preloading {} events", self.args.preload);
+            let (preload, storage) = self.preload().await.context("preloading events")?;
+            out.preload(preload, storage);
         }
         if pipelines && self.args.warmup > 0 {
             eprintln!("bench: warming up");
@@ -259,7 +262,6 @@ impl Bench {
             store.pool().close().await;
         }
 
-        let mut outcomes = Vec::new();
         for &mode in modes.iter().filter(|m| m.is_ingestion()) {
             eprintln!("bench: running {}", self.label(mode));
             let outcome = match mode {
@@ -267,46 +269,51 @@ impl Bench {
                 _ => self.pipeline(mode, self.args.events).await,
             }
             .with_context(|| format!("mode {}", self.label(mode)))?;
-            report::row(&outcome, outcomes.first());
-            outcomes.push(outcome);
+            let ceiling = out.ceiling_rate();
+            out.mode(report::build::ingestion(&outcome, ceiling));
         }
-        if !outcomes.is_empty() {
-            report::footer(self, &outcomes);
-        }
+        out.ingestion_done();
         let mut loop_rates = Vec::new();
         for &mode in modes.iter().filter(|m| !m.is_ingestion()) {
             eprintln!("bench: running {}", self.label(mode));
             let label = self.label(mode);
             let context = || format!("mode {label}");
-            match mode {
+            let m = match mode {
                 Mode::SlowClients => {
-                    let figures = self.slow_clients().await.with_context(context)?;
-                    report::slow_clients(&label, &self.config.http, &figures);
+                    let f = self.slow_clients().await.with_context(context)?;
+                    let text = report::slow_clients(&label, &self.config.http, &f);
+                    report::build::slow_clients(mode, &label, &f, text)
                 }
                 Mode::Remediation | Mode::RemediationMax => {
-                    let figures = self.remediation(mode).await.with_context(context)?;
-                    report::remediation(&label, &self.config.coordinator, &figures);
+                    let f = self.remediation(mode).await.with_context(context)?;
+                    let text = report::remediation(&label, &self.config.coordinator, &f);
+                    report::build::remediation(mode, &label, &f, text)
                 }
                 Mode::Scheduler => {
-                    let figures = self.scheduler().await.with_context(context)?;
-                    report::scheduler(&label, &self.config.scheduler, &figures);
+                    let f = self.scheduler().await.with_context(context)?;
+                    let text = report::scheduler(&label, &self.config.scheduler, &f);
+                    report::build::scheduler(mode, &label, &f, text)
                 }
                 Mode::Loop | Mode::Loop2 => {
-                    let figures = self.whole_loop(mode).await.with_context(context)?;
-                    report::whole_loop(&label, &figures, &loop_rates);
-                    loop_rates.push((figures.processes, figures.rate()));
+                    let f = self.whole_loop(mode).await.with_context(context)?;
+                    let text = report::whole_loop(&label, &f, &loop_rates);
+                    loop_rates.push((f.processes, f.rate()));
+                    report::build::whole_loop(mode, &label, &f, text)
                 }
                 Mode::Notifier => {
-                    let figures = self.notifier().await.with_context(context)?;
-                    report::notifier(&label, &self.config.notifications, &figures);
+                    let f = self.notifier().await.with_context(context)?;
+                    let text = report::notifier(&label, &self.config.notifications, &f);
+                    report::build::notifier(mode, &label, &f, text)
                 }
                 _ => {
-                    let figures = self.analysis(mode).await.with_context(context)?;
-                    report::analysis(&label, &self.config.analyzer, &figures);
+                    let f = self.analysis(mode).await.with_context(context)?;
+                    let text = report::analysis(&label, &self.config.analyzer, &f);
+                    report::build::analysis(mode, &label, &f, text)
                 }
-            }
+            };
+            out.mode(m);
         }
-        Ok(())
+        out.finish(self.storage("at the end").await?)
     }
 
     /// A second connection to NATS for the load, as a producer would have.

@@ -4,7 +4,8 @@
 //! analysis modes a history of past incidents and when decisions were made;
 //! for the remediation modes, what the `remediation` module writes; for
 //! the notifier mode, how its notifications ended; for the loop mode,
-//! what became of every incident.
+//! what became of every incident; for growth, events written straight into
+//! the tables and what they take on disk.
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgConnectOptions;
@@ -14,10 +15,12 @@ use uuid::Uuid;
 use crate::{Store, StoreError};
 
 mod notifier;
+mod preload;
 mod remediation;
 mod whole;
 
 pub use notifier::BenchNotificationOutcome;
+pub use preload::{BenchStorage, PreloadShape};
 pub use remediation::{BenchActionTimes, SeedIncidents};
 pub use whole::BenchLoopIncident;
 
@@ -92,9 +95,12 @@ pub struct BenchTally {
     pub events: i64,
     pub failures: i64,
     pub incidents: i64,
-    /// The sum of the incidents' `event_count`: equals `failures` when every
-    /// failure was counted exactly once.
+    /// The sum of the incidents' `event_count`: equals `opened_failures`
+    /// when every failure was counted exactly once.
     pub incident_events: i64,
+    /// Failures of a signature that has an incident; the others were held
+    /// back by an `open_after` rule their signature never reached.
+    pub opened_failures: i64,
 }
 
 impl Store {
@@ -238,13 +244,22 @@ impl Store {
     /// # Errors
     /// On database failure.
     pub async fn bench_tally(&self, tenant: Uuid) -> Result<BenchTally, StoreError> {
-        let (events, failures, incidents, incident_events): (i64, i64, i64, i64) = sqlx::query_as(
+        let (events, failures, incidents, incident_events, opened_failures): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM events WHERE tenant_id = $1),
-                        (SELECT count(*) FROM events WHERE tenant_id = $1
-                             AND signature IS NOT NULL),
-                        (SELECT count(*) FROM incidents WHERE tenant_id = $1),
-                        (SELECT COALESCE(sum(event_count), 0)::bigint FROM incidents
-                             WHERE tenant_id = $1)",
+                    (SELECT count(*) FROM events WHERE tenant_id = $1
+                         AND signature IS NOT NULL),
+                    (SELECT count(*) FROM incidents WHERE tenant_id = $1),
+                    (SELECT COALESCE(sum(event_count), 0)::bigint FROM incidents
+                         WHERE tenant_id = $1),
+                    (SELECT count(*) FROM events e WHERE e.tenant_id = $1
+                         AND e.signature IN (SELECT signature FROM incidents
+                                             WHERE tenant_id = $1))",
         )
         .bind(tenant)
         .fetch_one(&self.pool)
@@ -254,6 +269,7 @@ impl Store {
             failures,
             incidents,
             incident_events,
+            opened_failures,
         })
     }
 }

@@ -1,9 +1,10 @@
-//! `awfdrs bench`'s remediation, notifier and loop modes, run as the README
-//! shows them at a tiny size: the real coordinator and scheduler turn every
-//! decision into one retry command, the scheduler fires every seeded retry
-//! once and never early, the notifier delivers every notification once, and
-//! the whole loop across worker processes passes its own checks. Their
-//! figures are printed, not asserted.
+//! `awfdrs bench`'s remediation, notifier and loop modes, its JSON report
+//! and its preload, run as the README shows them at a tiny size: the real
+//! coordinator and scheduler turn every decision into one retry command,
+//! the scheduler fires every seeded retry once and never early, the
+//! notifier delivers every notification once, the whole loop across worker
+//! processes passes its own checks, and every mode's correctness checks
+//! hold. Their figures are printed, not asserted.
 
 use awfdrs_tests::{World, cleanup};
 
@@ -252,4 +253,175 @@ async fn bench_loop_modes_run_the_whole_loop_across_worker_processes() {
     );
     let ctx = world.context(&[]).await;
     cleanup(&ctx, &world).await;
+}
+
+/// `awfdrs bench --json --preload N` at a tiny size: one JSON document on
+/// stdout with the machine, the preload, what the stored events take, and
+/// per mode its rate, ratio to the ceiling, latency, CPU per event, memory
+/// and correctness checks, all of which hold.
+#[tokio::test]
+async fn bench_json_reports_every_mode_and_the_grown_database() {
+    let world = World::new().await;
+    let addr = "127.0.0.1:9";
+    let out = awfdrs(
+        &world,
+        addr,
+        &[
+            "bench",
+            "--json",
+            "--preload",
+            "3000",
+            "--events",
+            "300",
+            "--warmup",
+            "100",
+            "--modes",
+            "ceiling,nats-max,http-batch",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document: {e}\n{stdout}"));
+    let machine = &report["machine"];
+    assert!(
+        machine["cores"].as_u64().is_some_and(|c| c > 0),
+        "{machine}"
+    );
+    for field in ["kernel", "postgresql", "nats_server"] {
+        assert!(
+            machine[field].as_str().is_some_and(|v| !v.is_empty()),
+            "{field}: {machine}"
+        );
+    }
+    assert_eq!(report["preload"]["events"], 3000, "{report:#}");
+    assert!(
+        report["preload"]["per_second"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0)
+    );
+    let storage = report["storage"].as_array().expect("storage");
+    assert_eq!(
+        storage.len(),
+        2,
+        "after the preload and at the end: {storage:?}"
+    );
+    assert_eq!(storage[0]["when"], "after preload");
+    assert_eq!(storage[0]["events"], 3000);
+    assert_eq!(storage[0]["ingest_keys"], 3000);
+    // The preload, the warm-up and both pipeline modes (the ceiling's bare
+    // table is not an events table).
+    assert_eq!(storage[1]["events"], 3000 + 100 + 300 + 300, "{storage:?}");
+    for s in storage {
+        assert!(
+            s["bytes_per_event"].as_f64().is_some_and(|b| b > 100.0),
+            "{s}"
+        );
+    }
+
+    let modes = report["modes"].as_array().expect("modes");
+    let names: Vec<&str> = modes.iter().filter_map(|m| m["mode"].as_str()).collect();
+    assert_eq!(names, ["ceiling", "nats-max", "http-batch"]);
+    for m in modes {
+        assert_eq!(m["count"], 300, "{m:#}");
+        assert!(m["per_second"].as_f64().is_some_and(|r| r > 0.0), "{m:#}");
+        assert!(
+            m["cpu"]["ms_per_event"]["awfdrs"].as_f64().is_some(),
+            "{m:#}"
+        );
+        assert!(
+            m["memory"]["rss_mib"].as_f64().is_some_and(|r| r > 0.0),
+            "{m:#}"
+        );
+        let checks = m["checks"].as_array().expect("checks");
+        assert!(checks.len() >= 2, "{m:#}");
+        for c in checks {
+            assert_eq!(c["ok"], true, "{}: {c}", m["mode"]);
+        }
+        if m["mode"] == "ceiling" {
+            assert!(m["of_ceiling"].is_null(), "{m:#}");
+        } else {
+            assert!(m["of_ceiling"].as_f64().is_some_and(|r| r > 0.0), "{m:#}");
+            for q in ["p50", "p95", "p99", "max"] {
+                assert!(m["latency_ms"][q].as_f64().is_some(), "{q}: {m:#}");
+            }
+            assert!(
+                checks
+                    .iter()
+                    .any(|c| c["name"] == "incidents count every failure once"),
+                "{m:#}"
+            );
+        }
+    }
+    assert_eq!(report["checks_passed"], true);
+
+    // The table says what the stored events take too, run as the
+    // README's `--preload` line.
+    let out = awfdrs(
+        &world,
+        addr,
+        &[
+            "bench",
+            "--preload",
+            "200",
+            "--events",
+            "100",
+            "--warmup",
+            "0",
+            "--modes",
+            "nats-max",
+        ],
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(stdout.contains("cpu ms per event"), "{stdout}");
+    assert!(stdout.contains("  preloaded  200 events in"), "{stdout}");
+    assert!(
+        stdout.contains("storage    after preload: 200 events, 200 idempotency keys;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("storage    at the end: 300 events, 300 idempotency keys;"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("bytes per stored event"), "{stdout}");
+    let ctx = world.context(&[]).await;
+    cleanup(&ctx, &world).await;
+}
+
+/// `scripts/callgrind` is only checked here (its full run builds a
+/// profiling binary and takes minutes): it parses, says how it is used and
+/// refuses bad arguments.
+#[test]
+fn the_callgrind_script_explains_itself_and_refuses_bad_arguments() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/callgrind");
+    let run = |args: &[&str]| {
+        std::process::Command::new("bash")
+            .arg(script)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run bash")
+    };
+    let syntax = std::process::Command::new("bash")
+        .args(["-n", script])
+        .output()
+        .expect("run bash -n");
+    assert!(syntax.status.success(), "{}", text(&syntax.stderr));
+    let help = run(&["--help"]);
+    assert!(help.status.success(), "{}", text(&help.stderr));
+    let help = text(&help.stdout);
+    assert!(help.contains("Instructions per event"), "{help}");
+    assert!(help.contains("scripts/callgrind --only detector"), "{help}");
+    for (bad, says) in [
+        (&["--events", "0"][..], "--events"),
+        (&["--only", "analyzer"], "--only"),
+        (&["--bogus"], "unknown argument"),
+    ] {
+        let out = run(bad);
+        assert!(!out.status.success(), "{bad:?} succeeded");
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+    }
 }

@@ -129,6 +129,20 @@ pub struct BenchArgs {
     /// many).
     #[arg(long, default_value_t = 1)]
     pub processes: usize,
+    /// Events written straight into PostgreSQL (`events` and
+    /// `ingest_keys`) before the modes, of the bench's workflows and codes
+    /// over four tenants of their own, with unique keys, received over the
+    /// last `--preload-days` days; then the database is analyzed, so the
+    /// modes run against a grown database. 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub preload: u64,
+    /// The days the preloaded events' `received_at` is spread over.
+    #[arg(long, default_value_t = 3)]
+    pub preload_days: u32,
+    /// Print the report as one JSON document on stdout instead of the
+    /// table (progress stays on stderr).
+    #[arg(long)]
+    pub json: bool,
     /// Keep the database and the streams afterwards, for inspection (and
     /// the loop modes' worker logs).
     #[arg(long)]

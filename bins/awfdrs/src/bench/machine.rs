@@ -22,6 +22,8 @@ pub struct CpuSnapshot {
 pub struct CpuUse {
     pub by_group: Vec<(&'static str, f64)>,
     pub machine: f64,
+    /// The time between the two snapshots.
+    pub seconds: f64,
 }
 
 /// The process groups, in the order they are printed.
@@ -90,7 +92,11 @@ impl CpuSnapshot {
         // those that came and went in between, and the kernel.
         let named: f64 = by_group.iter().map(|(_, c)| c).sum();
         by_group.push((OTHER, (machine - named).max(0.0)));
-        CpuUse { by_group, machine }
+        CpuUse {
+            by_group,
+            machine,
+            seconds: secs,
+        }
     }
 }
 
@@ -145,6 +151,13 @@ fn memory_kib_in(path: &str) -> Option<(u64, u64)> {
             .and_then(|v| v.parse::<u64>().ok())
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The kernel's release (`uname -r`).
+pub fn kernel() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 /// The number of CPUs this process may use.

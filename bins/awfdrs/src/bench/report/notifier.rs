@@ -2,14 +2,17 @@
 //! notifications received and recorded, their rate and latency.
 
 use super::remediation::{memory_line, percentile_line};
-use super::{count, flush};
+use std::fmt::Write as _;
+
+use super::count;
 
 /// The figures of the `notifier` mode.
 pub(in crate::bench) fn notifier(
     label: &str,
     notifications: &awfdrs_config::NotificationsConfig,
     f: &super::super::notifier::Figures,
-) {
+) -> String {
+    let mut out = String::new();
     use super::super::remediation::per_second;
     let channels: Vec<String> = super::super::notifier::CHANNELS
         .iter()
@@ -27,22 +30,25 @@ pub(in crate::bench) fn notifier(
             )
         })
         .collect();
-    println!();
-    println!("{label}");
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{label}");
+    let _ = writeln!(
+        out,
         "  seeded     {} incidents with their recorded decisions, and level 1 channels {} on \
          local receivers (written and vacuumed in {:.1} s)",
         count(f.escalations),
         channels.join(", "),
         f.seeding.as_secs_f64()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  published  {} escalations in {:.2} s ({}/s)",
         count(f.escalations),
         f.publishing.as_secs_f64(),
         count((f.escalations as f64 / f.publishing.as_secs_f64().max(1e-6)).round() as u64)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  received   {} notifications of {}, {}/s from the first to the last ({:.2} s); {} \
          repeated webhook-ids, {} not ours, {} unverified signatures",
         count(f.received),
@@ -53,18 +59,21 @@ pub(in crate::bench) fn notifier(
         count(f.unknown),
         count(f.unverified)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  recorded   {}; notifier batches of up to {}",
         recorded.join(", "),
         notifications.batch_size
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  escalation published -> notification received  {}",
         percentile_line(&f.latency)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{}",
         memory_line(f.memory_kib, "this process: load, notifier, receivers")
     );
-    flush();
+    out
 }

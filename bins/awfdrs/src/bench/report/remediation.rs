@@ -3,10 +3,13 @@
 
 use hdrhistogram::Histogram;
 
-use super::{count, flush, percentiles};
+use std::fmt::Write as _;
+
+use super::model::Percentiles;
+use super::{count, percentiles};
 
 pub(super) fn percentile_line(h: &Histogram<u64>) -> String {
-    let [p50, p95, p99, max] = percentiles(Some(h));
+    let [p50, p95, p99, max] = percentiles(Percentiles::of(h));
     format!("ms p50 {p50}  p95 {p95}  p99 {p99}  max {max}")
 }
 
@@ -26,29 +29,37 @@ pub(in crate::bench) fn remediation(
     label: &str,
     coordinator: &awfdrs_config::CoordinatorConfig,
     f: &super::super::remediation::Figures,
-) {
+) -> String {
+    let mut out = String::new();
     use super::super::remediation::per_second;
     let kinds: Vec<String> = f
         .actions
         .iter()
         .map(|(k, n)| format!("{k} {}", count(*n)))
         .collect();
-    println!();
-    println!("{label}");
-    println!("  rules      {}", super::super::remediation::RULES_SUMMARY);
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{label}");
+    let _ = writeln!(
+        out,
+        "  rules      {}",
+        super::super::remediation::RULES_SUMMARY
+    );
+    let _ = writeln!(
+        out,
         "  seeded     {} incidents, each of its own workflow with one failure and its recorded \
          decision (written and vacuumed in {:.1} s)",
         count(f.decisions),
         f.seeding.as_secs_f64()
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  published  {} decisions in {:.2} s ({}/s)",
         count(f.decisions),
         f.publishing.as_secs_f64(),
         count((f.decisions as f64 / f.publishing.as_secs_f64().max(1e-6)).round() as u64)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  actions    {} recorded ({}), {}/s from the first to the last ({:.2} s); {} paced by \
          a rate limit; coordinator batches of up to {}",
         count(f.recorded),
@@ -58,7 +69,8 @@ pub(in crate::bench) fn remediation(
         count(f.paced),
         coordinator.batch_size
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  commands   {} retry commands received, {}/s from the first to the last ({:.2} s); \
          {} repeated",
         count(f.commands),
@@ -66,26 +78,30 @@ pub(in crate::bench) fn remediation(
         f.commanding.as_secs_f64(),
         count(f.repeated)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  decision published -> retry command received  {}",
         percentile_line(&f.latency)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "    published -> action's transaction        {}",
         percentile_line(&f.to_action)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "    action's transaction -> scheduler's round  {}  (with the policy's 1 ms)",
         percentile_line(&f.to_fired)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{}",
         memory_line(
             f.memory_kib,
             "this process: load, coordinator, scheduler, relays"
         )
     );
-    flush();
+    out
 }
 
 /// The figures of the `scheduler` mode.
@@ -93,18 +109,21 @@ pub(in crate::bench) fn scheduler(
     label: &str,
     scheduler: &awfdrs_config::SchedulerConfig,
     f: &super::super::remediation::SchedulerFigures,
-) {
+) -> String {
+    let mut out = String::new();
     use super::super::remediation::per_second;
-    println!();
-    println!("{label}");
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{label}");
+    let _ = writeln!(
+        out,
         "  seeded     {} incidents, each with its first retry SCHEDULED (written and vacuumed \
          in {:.1} s); the first due {:.2} s after the schedule committed",
         count(f.scheduled),
         f.seeding.as_secs_f64(),
         f.lead.num_milliseconds() as f64 / 1000.0
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  fired      {} retries, {}/s from the first to the last ({:.2} s); batches of up to \
          {}; {} fired before they were due",
         count(f.fired),
@@ -113,25 +132,29 @@ pub(in crate::bench) fn scheduler(
         scheduler.batch_size,
         count(f.early)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  lateness   {}  (fired_at - due_at: the round that fired it)",
         percentile_line(&f.lateness)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  arrival    {}  (due_at -> its retry command received)",
         percentile_line(&f.arrival)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  commands   {} received, {} repeated",
         count(f.commands),
         count(f.repeated)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "{}",
         memory_line(
             f.memory_kib,
             "this process: schedulers, their relays, the subscriber"
         )
     );
-    flush();
+    out
 }

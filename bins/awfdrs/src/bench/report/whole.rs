@@ -5,7 +5,9 @@
 //! rate against the run with fewer processes.
 
 use super::remediation::percentile_line;
-use super::{count, flush};
+use std::fmt::Write as _;
+
+use super::count;
 
 /// Resident memory each worker is meant to stay under, in MiB.
 const WORKER_MIB: f64 = 40.0;
@@ -16,16 +18,19 @@ pub(in crate::bench) fn whole_loop(
     label: &str,
     f: &super::super::whole::Figures,
     before: &[(usize, f64)],
-) {
+) -> String {
+    let mut out = String::new();
     let t = &f.tally;
     let refused: u64 = f.sent.refused.values().sum();
-    println!();
-    println!("{label}");
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{label}");
+    let _ = writeln!(
+        out,
         "  rules      3 codes of 5 retried by policy bench_now (fixed 1 ms), 2 permanent \
          (escalated to one webhook channel on a local receiver); limits far above the load"
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  sent       {} events in {:.2} s ({}/s), {} refused{}",
         count(f.sent.accepted),
         f.sent.elapsed.as_secs_f64(),
@@ -37,7 +42,8 @@ pub(in crate::bench) fn whole_loop(
             ""
         }
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  stored     {} events ({} failures), each once: {}; {} incidents of {} signatures, \
          their event counts summing to {}",
         count(u64::try_from(t.events).unwrap_or(0)),
@@ -48,12 +54,14 @@ pub(in crate::bench) fn whole_loop(
         count(f.expected_incidents),
         count(u64::try_from(t.incident_events).unwrap_or(0)),
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  decided    {} incidents with other than one decision, {} with other than one action",
         count(f.odd_decisions),
         count(f.odd_actions)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  retried    {} retries fired of {}; {} retry commands received, {} repeated",
         count(f.fired),
         count(f.expected_retries),
@@ -61,7 +69,8 @@ pub(in crate::bench) fn whole_loop(
         count(f.repeated_commands)
     );
     let escalated = f.expected_incidents.saturating_sub(f.expected_retries);
-    println!(
+    let _ = writeln!(
+        out,
         "  notified   {} notifications of {} escalations, {} delivered in {} tries; {} received, \
          {} repeated webhook-ids, {} unverified",
         count(f.notifications),
@@ -72,7 +81,8 @@ pub(in crate::bench) fn whole_loop(
         count(f.repeated_notifications),
         count(f.unverified)
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  rate       {} events stored/s (first due -> last commit, {:.2} s); the whole loop \
          done {:.2} s after the first event",
         count(f.rate().round() as u64),
@@ -91,14 +101,15 @@ pub(in crate::bench) fn whole_loop(
             &f.to_notification,
         ),
     ] {
-        println!("  {what} {}", percentile_line(h));
+        let _ = writeln!(out, "  {what} {}", percentile_line(h));
     }
     let events = f.sent.accepted.max(1) as f64;
     let mut largest = (0.0_f64, String::new());
     for w in &f.workers {
         let mib = w.peak_kib as f64 / 1024.0;
         let name = format!("{} #{}", w.name, w.index);
-        println!(
+        let _ = writeln!(
+            out,
             "  worker     {name:<14} peak RSS {mib:>6.1} MiB  CPU {:>7} ms  {:.3} ms/event",
             count(w.cpu_ms),
             w.cpu_ms as f64 / events
@@ -107,14 +118,16 @@ pub(in crate::bench) fn whole_loop(
             largest = (mib, name);
         }
     }
-    println!(
+    let _ = writeln!(
+        out,
         "  memory     every worker under {WORKER_MIB:.0} MiB resident: {} (largest {} at {:.1} MiB)",
         yes(largest.0 < WORKER_MIB),
         largest.1,
         largest.0
     );
     for (processes, rate) in before {
-        println!(
+        let _ = writeln!(
+            out,
             "  scale-out  {} events stored/s with {} process{} of each worker vs {} with {}: \
              x{:.2}",
             count(f.rate().round() as u64),
@@ -125,7 +138,7 @@ pub(in crate::bench) fn whole_loop(
             f.rate() / rate.max(1e-6)
         );
     }
-    flush();
+    out
 }
 
 fn yes(b: bool) -> &'static str {
