@@ -32,6 +32,10 @@
 //!   notification, each hop's latency from the tables' timestamps, each
 //!   worker's CPU time and peak resident memory, and the rate with twice
 //!   the processes (see [`whole`]);
+//! * on request (`--modes storm`), a vendor outage across `--storm-runs`
+//!   runs through the same processes: the breaker opening on its own, the
+//!   retries held, none fired into it, the probes, the pace after it
+//!   closed, every incident resolved (see [`whole::storm`]);
 //! * on request (`--modes slow-clients`), the gateway under slowloris
 //!   connections and stalled uploads, with this process's resident memory
 //!   and the latency of well-behaved requests meanwhile (see [`slow`]).
@@ -105,6 +109,9 @@ pub async fn run(
     }
     if args.loop_events == 0 || args.signatures == 0 || args.processes == 0 {
         bail!("--loop-events, --signatures and --processes must be positive");
+    }
+    if args.storm_runs < 40 {
+        bail!("--storm-runs must be at least 40: the breaker needs 30 calls from three tenants");
     }
     let mut modes = args.modes.clone();
     modes.sort_unstable();
@@ -226,6 +233,14 @@ impl Bench {
                     if p == 1 { "" } else { "es" }
                 )
             }
+            Mode::Storm => format!(
+                "storm: {} runs of {} tenants fail on {} at once, {} process{} of each worker",
+                report::count(a.storm_runs),
+                whole::storm::TENANTS,
+                whole::storm::VENDOR,
+                a.processes,
+                if a.processes == 1 { "" } else { "es" }
+            ),
             Mode::SlowClients => format!(
                 "slow clients: {} slowloris, {} stalled uploads (reconnecting after {} ms), \
                  {} good clients",
@@ -299,6 +314,11 @@ impl Bench {
                     let text = report::whole_loop(&label, &f, &loop_rates);
                     loop_rates.push((f.processes, f.rate()));
                     report::build::whole_loop(mode, &label, &f, text)
+                }
+                Mode::Storm => {
+                    let f = self.storm().await.with_context(context)?;
+                    let text = report::storm(&label, &f);
+                    report::build::storm(mode, &label, &f, text)
                 }
                 Mode::Notifier => {
                     let f = self.notifier().await.with_context(context)?;

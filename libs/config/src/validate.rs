@@ -358,4 +358,19 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_detector_pipeline_is_between_one_and_eight_batches() {
+        for bad in ["0", "9"] {
+            let errs = Config::load(None, &env(&[("AWFDRS__DETECTOR__PIPELINE", bad)]), &[])
+                .expect_err("invalid");
+            let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths, ["detector.pipeline"], "pipeline {bad}");
+        }
+        for good in ["1", "8"] {
+            let c = Config::load(None, &env(&[("AWFDRS__DETECTOR__PIPELINE", good)]), &[])
+                .expect("valid");
+            assert_eq!(c.detector.pipeline.to_string(), good);
+        }
+    }
 }

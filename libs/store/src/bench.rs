@@ -4,7 +4,8 @@
 //! analysis modes a history of past incidents and when decisions were made;
 //! for the remediation modes, what the `remediation` module writes; for
 //! the notifier mode, how its notifications ended; for the loop mode,
-//! what became of every incident; for growth, events written straight into
+//! what became of every incident; for the storm mode, the breaker's
+//! transitions and when retries fired; for growth, events written straight into
 //! the tables and what they take on disk.
 
 use chrono::{DateTime, Utc};
@@ -17,11 +18,13 @@ use crate::{Store, StoreError};
 mod notifier;
 mod preload;
 mod remediation;
+mod storm;
 mod whole;
 
 pub use notifier::BenchNotificationOutcome;
 pub use preload::{BenchStorage, PreloadShape};
 pub use remediation::{BenchActionTimes, SeedIncidents};
+pub use storm::BenchStormProgress;
 pub use whole::BenchLoopIncident;
 
 /// A database created for one benchmark run, on the server of the

@@ -50,7 +50,8 @@ pub use approvals::{WaitingFor, WaitingRetry};
 #[cfg(feature = "bench")]
 pub use bench::{
     BareRow, BenchActionTimes, BenchDatabase, BenchLoopIncident, BenchNotificationOutcome,
-    BenchStorage, BenchTally, PastIncidentSeed, PastKind, PreloadShape, SeedIncidents,
+    BenchStorage, BenchStormProgress, BenchTally, PastIncidentSeed, PastKind, PreloadShape,
+    SeedIncidents,
 };
 pub use callbacks::{Callback, CallbackTry, DueDelivery, TryOutcome};
 pub use channels::{Channel, NewChannel};

@@ -255,6 +255,63 @@ async fn bench_loop_modes_run_the_whole_loop_across_worker_processes() {
     cleanup(&ctx, &world).await;
 }
 
+/// `awfdrs bench --modes storm` at a small size: a vendor outage across 100
+/// runs through every worker as its own process; the breaker opens on its
+/// own, no retry fires into it, the held retries end, the released ones
+/// stay within the vendor's rate, every incident resolves, every command
+/// arrives once. Its timings are printed, not asserted.
+#[tokio::test]
+async fn bench_storm_mode_holds_then_paces_the_retries_of_a_vendor_outage() {
+    let world = World::new().await;
+    let addr = "127.0.0.1:9";
+    let out = awfdrs(
+        &world,
+        addr,
+        &["bench", "--modes", "storm", "--storm-runs", "100"],
+    )
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let b = block(
+        &stdout,
+        "storm: 100 runs of 4 tenants fail on stormpay at once, 1 process of each worker",
+    );
+    assert!(b.contains("outage     100 failures published"), "{b}");
+    assert!(!b.contains("the breaker opened never"), "{b}");
+    assert!(b.contains(" not ended; "), "{b}");
+    assert!(b.contains(", 0 not ended;"), "every hold ended: {b}");
+    assert!(b.contains(", 0 into an open breaker,"), "{b}");
+    assert!(b.contains("100 of 100 incidents resolved"), "{b}");
+    assert!(b.contains("retry commands received, 0 repeated"), "{b}");
+    assert!(b.contains(", 0 failed"), "{b}");
+    assert!(b.contains("vendor back -> retry fired"), "{b}");
+    for worker in [
+        "detector",
+        "analyzer",
+        "coordinator",
+        "scheduler",
+        "notifier",
+    ] {
+        assert!(b.contains(&format!("worker     {worker} #1 ")), "{b}");
+    }
+    assert!(!stdout.contains("check failed"), "{stdout}");
+
+    let out = awfdrs(
+        &world,
+        addr,
+        &["bench", "--modes", "storm", "--storm-runs", "10"],
+    )
+    .await;
+    assert!(!out.status.success(), "--storm-runs 10 succeeded");
+    assert!(
+        text(&out.stderr).contains("--storm-runs"),
+        "{}",
+        text(&out.stderr)
+    );
+    let ctx = world.context(&[]).await;
+    cleanup(&ctx, &world).await;
+}
+
 /// `awfdrs bench --json --preload N` at a tiny size: one JSON document on
 /// stdout with the machine, the preload, what the stored events take, and
 /// per mode its rate, ratio to the ceiling, latency, CPU per event, memory

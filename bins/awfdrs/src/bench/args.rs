@@ -125,10 +125,15 @@ pub struct BenchArgs {
     /// Failure signatures (workflow x error code) of the `loop` modes.
     #[arg(long, default_value_t = 1_000)]
     pub signatures: u64,
-    /// Processes of each worker in the `loop` mode (`loop-2` runs twice as
-    /// many).
+    /// Processes of each worker in the `loop` and `storm` modes (`loop-2`
+    /// runs twice as many).
     #[arg(long, default_value_t = 1)]
     pub processes: usize,
+    /// Workflow runs the `storm` mode's vendor outage fails (over four
+    /// tenants); at least 40, so the breaker has its 30 calls from three
+    /// sources.
+    #[arg(long, default_value_t = 1_000)]
+    pub storm_runs: u64,
     /// Events written straight into PostgreSQL (`events` and
     /// `ingest_keys`) before the modes, of the bench's workflows and codes
     /// over four tenants of their own, with unique keys, received over the
@@ -191,6 +196,11 @@ pub enum Mode {
     /// of the two rates when both run.
     #[value(name = "loop-2")]
     Loop2,
+    /// A vendor outage across `--storm-runs` workflow runs through the
+    /// whole loop, each worker its own process: the breaker opens, retries
+    /// hold, and once the vendor is back they go out at its probes, then
+    /// paced by its rate limit, until every incident resolves.
+    Storm,
     /// Good requests while slowloris connections and stalled uploads press
     /// on the gateway: resident memory and latency.
     SlowClients,
@@ -214,6 +224,7 @@ impl Mode {
                 | Self::Notifier
                 | Self::Loop
                 | Self::Loop2
+                | Self::Storm
                 | Self::Warmup
         )
     }
@@ -233,6 +244,7 @@ impl Mode {
             Self::Notifier => "notifier",
             Self::Loop => "loop",
             Self::Loop2 => "loop2",
+            Self::Storm => "storm",
             Self::SlowClients => "slowclients",
             Self::Warmup => "warmup",
         }

@@ -58,7 +58,7 @@ pub struct Sent {
 }
 
 impl Sent {
-    fn new(started: DateTime<Utc>) -> Self {
+    pub(super) fn new(started: DateTime<Utc>) -> Self {
         Self {
             accepted: 0,
             refused: BTreeMap::new(),
@@ -70,7 +70,7 @@ impl Sent {
         }
     }
 
-    fn refuse(&mut self, status: u16, n: u64, error: impl FnOnce() -> String) {
+    pub(super) fn refuse(&mut self, status: u16, n: u64, error: impl FnOnce() -> String) {
         *self.refused.entry(status).or_default() += n;
         if self.first_error.is_none() {
             self.first_error = Some(error());

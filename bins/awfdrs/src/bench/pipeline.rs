@@ -71,7 +71,8 @@ impl Bench {
             | Mode::Scheduler
             | Mode::Notifier
             | Mode::Loop
-            | Mode::Loop2 => {
+            | Mode::Loop2
+            | Mode::Storm => {
                 bail!("{mode:?} is not a pipeline mode")
             }
         };

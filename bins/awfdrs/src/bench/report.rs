@@ -13,12 +13,14 @@ pub(super) mod build;
 pub(super) mod model;
 mod notifier;
 mod remediation;
+mod storm;
 mod whole;
 
 pub(super) use blocks::{analysis, slow_clients};
 use model::{ModeReport, Percentiles, Preload, Report, Storage};
 pub(super) use notifier::notifier;
 pub(super) use remediation::{remediation, scheduler};
+pub(super) use storm::storm;
 pub(super) use whole::whole_loop;
 
 /// `12345678` as `12,345,678`.

@@ -15,6 +15,7 @@
 //! memory are sampled from `/proc` meanwhile.
 
 mod load;
+pub mod storm;
 mod workers;
 
 use std::time::Duration;

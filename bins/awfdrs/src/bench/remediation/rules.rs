@@ -45,7 +45,9 @@ policies:
     jitter: false
 ";
 
-const VENDOR_CONFIG: &str = "\
+/// Limits far above any load, breakers that cannot open; other modes add
+/// their own vendors to it.
+pub(in crate::bench) const VENDOR_CONFIG: &str = "\
 defaults:
   breaker:
     minimum_calls: 1000000000
@@ -76,12 +78,22 @@ impl BenchRules {
     /// The same with other error codes (`error_codes.yaml`), whose
     /// retryable ones name the policy [`POLICY`].
     pub(in crate::bench) fn write_codes(run_id: &str, error_codes: &str) -> std::io::Result<Self> {
+        Self::write_all(run_id, error_codes, RETRY_POLICIES, VENDOR_CONFIG)
+    }
+
+    /// The three files as given.
+    pub(in crate::bench) fn write_all(
+        run_id: &str,
+        error_codes: &str,
+        retry_policies: &str,
+        vendor_config: &str,
+    ) -> std::io::Result<Self> {
         let dir = std::env::temp_dir().join(format!("awfdrs-bench-{run_id}-rules"));
         std::fs::create_dir_all(&dir)?;
         for (file, text) in [
             (awfdrs_rules::ERROR_CODES_FILE, error_codes),
-            (awfdrs_rules::RETRY_POLICIES_FILE, RETRY_POLICIES),
-            (awfdrs_rules::VENDOR_CONFIG_FILE, VENDOR_CONFIG),
+            (awfdrs_rules::RETRY_POLICIES_FILE, retry_policies),
+            (awfdrs_rules::VENDOR_CONFIG_FILE, vendor_config),
         ] {
             std::fs::write(dir.join(file), text)?;
         }

@@ -179,6 +179,52 @@ pub fn whole_loop(mode: Mode, label: &str, f: &whole::Figures, text: String) -> 
     }
 }
 
+pub fn storm(mode: Mode, label: &str, f: &whole::storm::StormFigures, text: String) -> ModeReport {
+    use whole::storm::{BURST, PROBES, RATE, SUCCESSES_TO_CLOSE};
+    let p = &f.progress;
+    let most = BURST + (RATE * 1.25) as usize;
+    ModeReport {
+        count: f.after_close,
+        seconds: f.after_close_span.as_secs_f64(),
+        per_second: f.paced_rate(),
+        latency_ms: Percentiles::of(&f.released),
+        checks: vec![
+            Check::equal(
+                "every incident resolved",
+                u64::try_from(p.resolved).unwrap_or(0),
+                f.runs,
+            ),
+            Check::none("holds not ended", u64::try_from(p.holds_open).unwrap_or(0)),
+            Check {
+                name: "the breaker opened",
+                ok: f.opened_after.is_some(),
+                detail: format!("{:?}", f.opened_after),
+            },
+            Check::none("retries fired into an open breaker", f.into_open),
+            Check {
+                name: "half-open spans within their probes",
+                ok: f.most_half_open < PROBES + SUCCESSES_TO_CLOSE,
+                detail: format!("at most {} in one span", f.most_half_open),
+            },
+            Check {
+                name: "retries after the close within the rate limit",
+                ok: f.most_in_a_second <= most,
+                detail: format!(
+                    "at most {} within a second, limit {most}",
+                    f.most_in_a_second
+                ),
+            },
+            Check::equal(
+                "one command per retry fired",
+                f.commands,
+                u64::try_from(p.fired).unwrap_or(0),
+            ),
+            Check::none("commands received twice", f.repeated_commands),
+        ],
+        ..other(mode, label, "retries", text)
+    }
+}
+
 pub fn scheduler(
     mode: Mode,
     label: &str,

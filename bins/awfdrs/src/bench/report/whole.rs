@@ -103,28 +103,7 @@ pub(in crate::bench) fn whole_loop(
     ] {
         let _ = writeln!(out, "  {what} {}", percentile_line(h));
     }
-    let events = f.sent.accepted.max(1) as f64;
-    let mut largest = (0.0_f64, String::new());
-    for w in &f.workers {
-        let mib = w.peak_kib as f64 / 1024.0;
-        let name = format!("{} #{}", w.name, w.index);
-        let _ = writeln!(
-            out,
-            "  worker     {name:<14} peak RSS {mib:>6.1} MiB  CPU {:>7} ms  {:.3} ms/event",
-            count(w.cpu_ms),
-            w.cpu_ms as f64 / events
-        );
-        if mib > largest.0 {
-            largest = (mib, name);
-        }
-    }
-    let _ = writeln!(
-        out,
-        "  memory     every worker under {WORKER_MIB:.0} MiB resident: {} (largest {} at {:.1} MiB)",
-        yes(largest.0 < WORKER_MIB),
-        largest.1,
-        largest.0
-    );
+    workers(&mut out, &f.workers, f.sent.accepted, "event");
     for (processes, rate) in before {
         let _ = writeln!(
             out,
@@ -141,6 +120,38 @@ pub(in crate::bench) fn whole_loop(
     out
 }
 
-fn yes(b: bool) -> &'static str {
+/// A line per worker (peak resident memory, CPU time and its share per
+/// `unit`), and whether every one stayed under [`WORKER_MIB`].
+pub(super) fn workers(
+    out: &mut String,
+    workers: &[super::super::whole::WorkerUse],
+    units: u64,
+    unit: &str,
+) {
+    let units = units.max(1) as f64;
+    let mut largest = (0.0_f64, String::new());
+    for w in workers {
+        let mib = w.peak_kib as f64 / 1024.0;
+        let name = format!("{} #{}", w.name, w.index);
+        let _ = writeln!(
+            out,
+            "  worker     {name:<14} peak RSS {mib:>6.1} MiB  CPU {:>7} ms  {:.3} ms/{unit}",
+            count(w.cpu_ms),
+            w.cpu_ms as f64 / units
+        );
+        if mib > largest.0 {
+            largest = (mib, name);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  memory     every worker under {WORKER_MIB:.0} MiB resident: {} (largest {} at {:.1} MiB)",
+        yes(largest.0 < WORKER_MIB),
+        largest.1,
+        largest.0
+    );
+}
+
+pub(super) fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "NO" }
 }
