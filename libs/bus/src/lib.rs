@@ -57,11 +57,34 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// The servers of a `NATS_URL`: one address, or several separated by commas.
+fn servers(url: &str) -> Result<Vec<async_nats::ServerAddr>, BusError> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| BusError::Unavailable(format!("cannot read NATS address {u:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|s| {
+            if s.is_empty() {
+                Err(BusError::Unavailable("no NATS address given".to_owned()))
+            } else {
+                Ok(s)
+            }
+        })
+}
+
 impl Bus {
-    /// Connects to `url` for namespace `ns`.
+    /// Connects to `url` for namespace `ns`: one server, or the servers of
+    /// a cluster separated by commas (`nats://a:4222,nats://b:4222`), any
+    /// of which may answer first; the client learns the rest of the cluster
+    /// from it and fails over between them.
     ///
     /// # Errors
-    /// When the server cannot be reached within `connect_timeout`.
+    /// When an address cannot be read, or no server can be reached within
+    /// `connect_timeout`.
     pub async fn connect(
         url: &str,
         ns: Namespace,
@@ -76,7 +99,7 @@ impl Bus {
             .event_callback(|event| async move {
                 tracing::info!(%event, "nats connection event");
             })
-            .connect(url);
+            .connect(servers(url)?);
         let client = tokio::time::timeout(connect_timeout, client)
             .await
             .map_err(|_| BusError::Unavailable(format!("no NATS server answered at {url}")))?
@@ -314,4 +337,20 @@ async fn finish(ack: PublishAckFuture) -> Result<Published, BusError> {
         sequence: ack.sequence,
         duplicate: ack.duplicate,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::servers;
+
+    #[test]
+    fn a_nats_url_names_one_server_or_a_cluster_separated_by_commas() {
+        assert_eq!(servers("nats://127.0.0.1:4222").expect("one").len(), 1);
+        let cluster = servers("nats://a:4222, nats://b:4222,nats://c:4222").expect("three");
+        let hosts: Vec<_> = cluster.iter().map(|s| s.host().to_owned()).collect();
+        assert_eq!(hosts, ["a", "b", "c"]);
+        for bad in ["", " , ", "nats://a:notaport", "nats://a:4222,nats://b:x"] {
+            assert!(servers(bad).is_err(), "{bad:?} was read");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use std::process::Output;
 use awfdrs_tests::{Served, World, awfdrs_bin, cleanup};
 
 mod bench;
+mod cluster;
 mod coverage;
 mod demo;
 mod readme;

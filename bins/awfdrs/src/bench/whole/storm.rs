@@ -98,7 +98,10 @@ vendors:
 ";
 
 fn vendor_config() -> String {
-    format!("{}{STORMPAY}", super::super::remediation::rules::VENDOR_CONFIG)
+    format!(
+        "{}{STORMPAY}",
+        super::super::remediation::rules::VENDOR_CONFIG
+    )
 }
 
 /// What the storm measured.
