@@ -13,9 +13,6 @@ use uuid::Uuid;
 use crate::ACTOR;
 use crate::facts::{self, Gathered};
 
-/// Incidents of one batch analysed at once.
-const CONCURRENCY: usize = 4;
-
 /// Decides about incidents.
 pub struct AnalyzerHandler {
     ctx: Context,
@@ -216,7 +213,7 @@ impl Handler for AnalyzerHandler {
         // supersedes the earlier.
         awfdrs_bus::keyed::by_key(
             batch,
-            CONCURRENCY,
+            self.ctx.config.analyzer.concurrency,
             |d| {
                 serde_json::from_slice::<IncidentOpenedV1>(&d.payload)
                     .ok()

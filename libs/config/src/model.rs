@@ -119,6 +119,9 @@ pub struct AnalyzerConfig {
     /// Messages per fetch, and how long to wait for a batch to fill.
     pub batch_size: usize,
     pub linger_ms: u64,
+    /// Distinct incidents of a batch analysed at once, each in its own
+    /// transaction.
+    pub concurrency: usize,
     /// The window over which a vendor's failures across workflows and
     /// tenants count as one outage, ending at the incident's last failure.
     pub vendor_window_secs: u64,

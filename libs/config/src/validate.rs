@@ -271,6 +271,11 @@ impl Config {
             "must be at most 1000",
         );
         check(
+            (1..=64).contains(&self.analyzer.concurrency),
+            "analyzer.concurrency",
+            "must be between 1 and 64",
+        );
+        check(
             self.analyzer.vendor_window_secs >= 1,
             "analyzer.vendor_window_secs",
             "must be at least 1",
@@ -357,6 +362,19 @@ mod tests {
                 "http.group_settlements"
             ]
         );
+    }
+
+    #[test]
+    fn the_analyzer_concurrency_is_between_one_and_sixty_four() {
+        for bad in ["0", "65"] {
+            let errs = Config::load(None, &env(&[("AWFDRS__ANALYZER__CONCURRENCY", bad)]), &[])
+                .expect_err("invalid");
+            let paths: Vec<_> = errs.0.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths, ["analyzer.concurrency"], "concurrency {bad}");
+        }
+        let c = Config::load(None, &env(&[("AWFDRS__ANALYZER__CONCURRENCY", "64")]), &[])
+            .expect("valid");
+        assert_eq!(c.analyzer.concurrency, 64);
     }
 
     #[test]
