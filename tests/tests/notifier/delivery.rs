@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use awfdrs_bus::Outgoing;
 use awfdrs_tests::{System, eventually};
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
+use standardwebhooks::Webhook;
 use uuid::Uuid;
 
 use crate::support::{Receiver, WAIT, add_channel, channel, fail, notifications, settled, verify};
@@ -41,6 +43,29 @@ async fn a_permanent_error_notifies_each_channel_once_in_its_kinds_body() {
     verify(&w_secret, &got[0]).expect("signed with the webhook channel's secret");
     assert!(verify(&s_secret, &got[0]).is_err(), "not with another's");
     let msg_id = got[0].header("webhook-id");
+    // The receiver's check refuses what a real delivery is not.
+    let mut empty = got[0].clone();
+    empty
+        .headers
+        .insert("webhook-signature", HeaderValue::from_static(""));
+    assert!(verify(&w_secret, &empty).is_err(), "an empty signature");
+    let mut stale = got[0].clone();
+    let old = chrono::Utc::now().timestamp() - 6 * 60;
+    let resigned = Webhook::new(&w_secret)
+        .unwrap()
+        .sign(&msg_id, old, &stale.body)
+        .unwrap();
+    stale.headers.insert("webhook-timestamp", old.into());
+    stale
+        .headers
+        .insert("webhook-signature", resigned.parse().unwrap());
+    assert!(
+        matches!(
+            verify(&w_secret, &stale),
+            Err(standardwebhooks::WebhookError::TimestampTooOldError)
+        ),
+        "a timestamp over 5 minutes old"
+    );
     assert_eq!(notifications(&sys, w_id).await[0].2, msg_id);
     let body = got[0].json();
     assert_eq!(body["type"], "incident.escalated");
