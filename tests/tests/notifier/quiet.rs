@@ -104,15 +104,21 @@ async fn held_back_and_cancelled(edit: (&str, &str, &str)) {
         why.contains("resolved (by operator:acme) within notify_after"),
         "{why}"
     );
-    // The one sent waited its time.
-    let (created, delivered): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
-        "SELECT created_at, delivered_at FROM notifications WHERE incident_id = $1 AND channel_id = $2",
-    )
-    .bind(left)
-    .bind(channel_id)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    // The one sent waited its time (recorded once its POST was answered,
+    // a moment after the receiver got it).
+    let (created, delivered): (DateTime<Utc>, DateTime<Utc>) =
+        eventually(WAIT, "the other recorded delivered", || async {
+            let row: (DateTime<Utc>, Option<DateTime<Utc>>) = sqlx::query_as(
+                "SELECT created_at, delivered_at FROM notifications WHERE incident_id = $1 AND channel_id = $2",
+            )
+            .bind(left)
+            .bind(channel_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            row.1.map(|d| (row.0, d))
+        })
+        .await;
     assert!(
         delivered - created >= chrono::Duration::milliseconds(2900),
         "sent {} ms after it was queued",
