@@ -246,6 +246,20 @@ async fn events_live_in_day_partitions_made_ahead_and_go_a_whole_day_past_their_
     event(&sys, tenant.id, "old", 25).await;
     event(&sys, tenant.id, "kept", 10).await;
     event(&sys, tenant.id, "today", 0).await;
+    // The vendors' minutes go with the events.
+    for age_days in [25, 10] {
+        sqlx::query(
+            "INSERT INTO vendor_minutes (vendor, minute, tenant_id, workflow_id, calls, failures,
+                 successes)
+             VALUES ('stripe', date_trunc('minute', now() - make_interval(days => $1), 'UTC'),
+                     $2, 'wf', 1, 0, 1)",
+        )
+        .bind(age_days)
+        .bind(tenant.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
     assert_eq!(
         partition_of(&sys, tenant.id, "today").await,
         Some(partition(0))
@@ -270,6 +284,22 @@ async fn events_live_in_day_partitions_made_ahead_and_go_a_whole_day_past_their_
         Some(partition(10))
     );
     assert_eq!(sys.rows("events", tenant.id).await, 2);
+    eventually(
+        Duration::from_secs(30),
+        "the minutes past the events' retention deleted, the others kept",
+        || async {
+            let minutes: Vec<i32> = sqlx::query_scalar(
+                "SELECT extract(day FROM now() - minute)::int FROM vendor_minutes
+                 WHERE tenant_id = $1",
+            )
+            .bind(tenant.id)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+            (minutes == [10]).then_some(())
+        },
+    )
+    .await;
 
     // Still append-only, partition by partition.
     for sql in [

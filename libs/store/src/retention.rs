@@ -2,7 +2,8 @@
 //! as the `retention` table says (at least 7 days and an hour), then
 //! deleted in bulk, `batch` rows per statement, oldest found through a
 //! BRIN index on `created_at`. Events (at least a day) go a whole day
-//! partition at a time ([`crate::partitions`]).
+//! partition at a time ([`crate::partitions`]), and the vendors' counts by
+//! the minute (`vendor_minutes`) with them.
 
 use std::time::Duration;
 
@@ -121,6 +122,13 @@ impl Store {
         let sql = match kept {
             Kept::Events => {
                 let dropped = self.drop_event_partitions().await?;
+                // The vendors' minutes go with the events they counted.
+                sqlx::query(
+                    "DELETE FROM vendor_minutes
+                     WHERE minute < now() - (SELECT keep FROM retention WHERE name = 'events')",
+                )
+                .execute(&self.pool)
+                .await?;
                 return Ok(dropped.iter().map(|d| u64::try_from(d.events).unwrap_or(0)).sum());
             }
             Kept::IngestKeys => {

@@ -279,3 +279,68 @@ async fn similar_messages_are_found_by_their_shared_keys(pool: PgPool) {
     assert_eq!(ids, [a]);
     assert_eq!(found[0].message_vector.as_deref(), Some(&[1.0f32, 0.0][..]));
 }
+
+#[sqlx::test(migrator = "awfdrs_store::MIGRATOR")]
+async fn the_vendor_is_counted_by_the_minutes_of_its_window_and_once_per_event(pool: PgPool) {
+    let (store, t) = common::store_with_tenant(pool.clone(), "acme").await;
+    let windows = FactWindows {
+        vendor_secs: 600,
+        ..WINDOWS
+    };
+    // The incident's last failure is at 12:30:20; its window touches the
+    // minutes from 12:20 to 12:30.
+    let at = |s: &str| {
+        format!("2026-12-01T{s}Z")
+            .parse::<chrono::DateTime<Utc>>()
+            .unwrap()
+    };
+    let outside = [
+        common::success(t.id, "early", "checkout", at("12:19:59.999")),
+        common::success(t.id, "late", "checkout", at("12:31:00")),
+    ];
+    let inside = [
+        common::success(t.id, "first", "search", at("12:20:00")),
+        common::success(t.id, "same-minute", "search", at("12:30:59")),
+    ];
+    let failures = [
+        common::failure(t.id, "f1", "checkout", "e1", at("12:29:00")),
+        common::failure(t.id, "f2", "checkout", "e1", at("12:30:20")),
+    ];
+    let all: Vec<_> = outside
+        .iter()
+        .chain(&inside)
+        .chain(&failures)
+        .cloned()
+        .collect();
+    let out = detect(&store, all.clone()).await;
+    let id = out.opened[0].id;
+    let again = detect(&store, all).await;
+    assert_eq!(
+        again.duplicates.len(),
+        6,
+        "the batch again is all duplicates"
+    );
+
+    let v = store
+        .analysis_facts(Some(t.id), id, windows)
+        .await
+        .unwrap()
+        .unwrap()
+        .vendor
+        .unwrap();
+    assert_eq!(
+        (
+            v.tenant_calls,
+            v.tenant_failures,
+            v.tenant_successes_elsewhere
+        ),
+        (4, 2, 2),
+        "the minutes 12:20 to 12:30, each event once"
+    );
+    assert_eq!(v.tenant_workflows_failing, ["checkout"]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM vendor_minutes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 6, "one row per minute, workflow and code");
+}

@@ -1,9 +1,12 @@
 //! The vendor across this tenant's workflows and across tenants, in a
-//! window: aggregates only, so nothing of another tenant but counts.
+//! window: aggregates only, so nothing of another tenant but counts. They
+//! are read from the vendor's counts by the minute, which the detector
+//! keeps, so an analysis reads a few rows per minute of the window however
+//! many events the vendor had in it.
 
 use awfdrs_analysis::VendorFacts;
 
-use super::{FAILURE, IncidentRow, SUCCESS, secs};
+use super::{IncidentRow, secs};
 use crate::{Store, StoreError};
 
 #[derive(sqlx::FromRow)]
@@ -24,44 +27,51 @@ impl Store {
         vendor: &str,
         window: u64,
     ) -> Result<VendorFacts, StoreError> {
-        let sql = format!(
-            "SELECT count(*) FILTER (WHERE tenant_id = $1) AS calls,
-                    count(*) FILTER (WHERE tenant_id = $1 AND {FAILURE}) AS failures,
-                    count(*) FILTER (WHERE tenant_id = $1 AND {SUCCESS}
-                        AND (workflow_id <> $2 OR step IS DISTINCT FROM $3)) AS successes_elsewhere,
-                    count(DISTINCT tenant_id) FILTER (WHERE tenant_id <> $1 AND {FAILURE})
+        // Counted by the minute (`vendor_minutes`): the window is the
+        // minutes it touches, from the one `window` before the last failure
+        // to the last failure's own.
+        let from = i.last_seen - secs(window);
+        let row: VendorRow = sqlx::query_as(
+            "SELECT coalesce(sum(calls) FILTER (WHERE tenant_id = $1), 0)::bigint AS calls,
+                    coalesce(sum(failures) FILTER (WHERE tenant_id = $1), 0)::bigint AS failures,
+                    coalesce(sum(successes) FILTER (WHERE tenant_id = $1
+                        AND (workflow_id <> $2 OR step IS DISTINCT FROM $3)), 0)::bigint
+                        AS successes_elsewhere,
+                    count(DISTINCT tenant_id) FILTER (WHERE tenant_id <> $1 AND failures > 0)
                         AS other_tenants_failing,
-                    count(*) FILTER (WHERE tenant_id <> $1 AND {FAILURE}) AS other_failures,
-                    count(*) FILTER (WHERE tenant_id <> $1 AND {SUCCESS}) AS other_successes,
+                    coalesce(sum(failures) FILTER (WHERE tenant_id <> $1), 0)::bigint
+                        AS other_failures,
+                    coalesce(sum(successes) FILTER (WHERE tenant_id <> $1), 0)::bigint
+                        AS other_successes,
                     count(DISTINCT tenant_id) FILTER (WHERE tenant_id <> $1 AND error_code = $4)
                         AS other_same_code
-             FROM events
-             WHERE vendor = $5 AND occurred_at > $6 AND occurred_at <= $7"
-        );
-        let from = i.last_seen - secs(window);
-        let row: VendorRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(i.tenant_id)
-            .bind(&i.workflow_id)
-            .bind(&i.step)
-            .bind(&i.error_code)
-            .bind(vendor)
-            .bind(from)
-            .bind(i.last_seen)
-            .fetch_one(&self.pool)
-            .await?;
-        let sql = format!(
-            "SELECT DISTINCT workflow_id FROM events
-             WHERE vendor = $1 AND tenant_id = $2 AND {FAILURE}
-               AND occurred_at > $3 AND occurred_at <= $4
-             ORDER BY 1 LIMIT 20"
-        );
-        let workflows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(vendor)
-            .bind(i.tenant_id)
-            .bind(from)
-            .bind(i.last_seen)
-            .fetch_all(&self.pool)
-            .await?;
+             FROM vendor_minutes
+             WHERE vendor = $5
+               AND minute >= date_trunc('minute', $6::timestamptz, 'UTC')
+               AND minute <= date_trunc('minute', $7::timestamptz, 'UTC')",
+        )
+        .bind(i.tenant_id)
+        .bind(&i.workflow_id)
+        .bind(&i.step)
+        .bind(&i.error_code)
+        .bind(vendor)
+        .bind(from)
+        .bind(i.last_seen)
+        .fetch_one(&self.pool)
+        .await?;
+        let workflows: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT workflow_id FROM vendor_minutes
+             WHERE vendor = $1 AND tenant_id = $2 AND failures > 0
+               AND minute >= date_trunc('minute', $3::timestamptz, 'UTC')
+               AND minute <= date_trunc('minute', $4::timestamptz, 'UTC')
+             ORDER BY 1 LIMIT 20",
+        )
+        .bind(vendor)
+        .bind(i.tenant_id)
+        .bind(from)
+        .bind(i.last_seen)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(VendorFacts {
             vendor: vendor.to_owned(),
             window_secs: window,

@@ -43,8 +43,8 @@ pub struct BenchStorage {
 
 impl Store {
     /// Writes events `first .. first + n` of the shape, each with its
-    /// `ingest_keys` row (as the detector writes both for an event published
-    /// to NATS), in one statement: keys `preload-<i>`, tenants in turn,
+    /// `ingest_keys` row and counted in its vendor's minute (as the detector
+    /// writes them for an event published to NATS), in one statement: keys `preload-<i>`, tenants in turn,
     /// templates spread.
     ///
     /// # Errors
@@ -57,7 +57,7 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let to_i32 = |v: usize| i32::try_from(v).unwrap_or(i32::MAX);
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let done = sqlx::query(
+        let done: i64 = sqlx::query_scalar(
             "WITH e AS (
                  INSERT INTO events (id, tenant_id, idempotency_key, workflow_id, event_type,
                      occurred_at, received_at, workflow_run_id, step, vendor, error_code,
@@ -76,10 +76,27 @@ impl Store {
                                       'preload-' || lpad(g::text, 12, '0') AS key,
                                       $16::timestamptz + g * $17::double precision
                                           * interval '1 second' AS at) a
-                 RETURNING tenant_id, idempotency_key, id, body_hash, correlation_id, received_at)
-             INSERT INTO ingest_keys (tenant_id, idempotency_key, event_id, body_hash,
-                 correlation_id, created_at)
-             SELECT tenant_id, idempotency_key, id, body_hash, correlation_id, received_at FROM e",
+                 RETURNING tenant_id, idempotency_key, id, body_hash, correlation_id, received_at,
+                           vendor, occurred_at, workflow_id, step, error_code, event_type),
+             k AS (
+                 INSERT INTO ingest_keys (tenant_id, idempotency_key, event_id, body_hash,
+                     correlation_id, created_at)
+                 SELECT tenant_id, idempotency_key, id, body_hash, correlation_id, received_at
+                 FROM e),
+             v AS (
+             INSERT INTO vendor_minutes AS m (vendor, minute, tenant_id, workflow_id, step,
+                 error_code, calls, failures, successes)
+             SELECT vendor, date_trunc('minute', occurred_at, 'UTC'), tenant_id, workflow_id,
+                    step, error_code, count(*),
+                    count(*) FILTER (WHERE event_type IN ('step_failed', 'workflow_failed')),
+                    count(*) FILTER (WHERE event_type IN ('step_succeeded', 'workflow_succeeded'))
+             FROM e WHERE vendor IS NOT NULL
+             GROUP BY 1, 2, 3, 4, 5, 6
+             ON CONFLICT (vendor, minute, tenant_id, workflow_id, step, error_code) DO UPDATE
+             SET calls = m.calls + excluded.calls,
+                 failures = m.failures + excluded.failures,
+                 successes = m.successes + excluded.successes)
+             SELECT count(*) FROM e",
         )
         .bind(shape.tenants)
         .bind(shape.workflows)
@@ -98,9 +115,9 @@ impl Store {
         .bind(to_i32(shape.tenants.len().max(1)))
         .bind(shape.from)
         .bind(shape.spacing_seconds)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(done.rows_affected())
+        Ok(u64::try_from(done).unwrap_or(0))
     }
 
     /// The rows of `events` and `ingest_keys` and what they take on disk:

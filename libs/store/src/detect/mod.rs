@@ -5,6 +5,7 @@ mod events;
 mod incidents;
 mod open_after;
 mod retries;
+mod vendor_minutes;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -190,6 +191,9 @@ impl Work {
         incidents::write_transitions(tx, &out.opened, &resolved_rows, settings).await?;
         out.resolved = resolved_rows.iter().map(|r| r.0).collect();
         crate::actions::close_for_resolved(tx, &out.resolved, "auto-resolve", true).await?;
+        // Last, so no batch waits for another's incident rows while holding
+        // these (both lock in their sorted order).
+        vendor_minutes::add(tx, &evs).await?;
 
         Ok(Some(out))
     }
