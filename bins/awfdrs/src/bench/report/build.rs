@@ -220,6 +220,7 @@ pub fn storm(mode: Mode, label: &str, f: &whole::storm::StormFigures, text: Stri
                 u64::try_from(p.fired).unwrap_or(0),
             ),
             Check::none("commands received twice", f.repeated_commands),
+            Check::none("unreadable commands", f.unreadable_commands),
         ],
         ..other(mode, label, "retries", text)
     }

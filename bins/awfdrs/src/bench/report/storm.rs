@@ -67,9 +67,11 @@ pub(in crate::bench) fn storm(label: &str, f: &StormFigures) -> String {
     );
     let _ = writeln!(
         out,
-        "  commands   {} retry commands received, {} repeated; {} outcomes published, {} failed",
+        "  commands   {} retry commands received, {} repeated, {} unreadable; {} outcomes \
+         published, {} failed",
         count(f.commands),
         count(f.repeated_commands),
+        count(f.unreadable_commands),
         count(f.outcomes),
         count(f.outcomes_failed)
     );

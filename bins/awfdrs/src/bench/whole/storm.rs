@@ -118,6 +118,8 @@ pub struct StormFigures {
     /// attempt).
     pub commands: u64,
     pub repeated_commands: u64,
+    /// Messages on the commands subjects that are no retry command.
+    pub unreadable_commands: u64,
     pub progress: BenchStormProgress,
     /// The breaker's transitions, and from the first failure's publication
     /// to its first opening.
@@ -193,6 +195,7 @@ struct Engine {
     failed: Arc<AtomicU64>,
     commands: Arc<AtomicU64>,
     repeated: Arc<AtomicU64>,
+    unreadable: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -204,14 +207,17 @@ impl Engine {
         let recovered = Arc::new(AtomicBool::new(false));
         let (outcomes, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let (commands, repeated) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let unreadable = Arc::new(AtomicU64::new(0));
         let task = {
             let (recovered, outcomes, failed) =
                 (recovered.clone(), outcomes.clone(), failed.clone());
             let (commands, repeated) = (commands.clone(), repeated.clone());
+            let unreadable = unreadable.clone();
             tokio::spawn(async move {
                 let mut seen = HashSet::new();
                 while let Some(m) = messages.next().await {
                     let Ok(c) = serde_json::from_slice::<RetryCommandV1>(&m.payload) else {
+                        unreadable.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
                     if !seen.insert(c.msg_id()) {
@@ -239,6 +245,7 @@ impl Engine {
             failed,
             commands,
             repeated,
+            unreadable,
             task,
         })
     }
@@ -344,6 +351,7 @@ impl Bench {
         f.outcomes_failed = engine.failed.load(Ordering::Relaxed);
         f.commands = engine.commands.load(Ordering::Relaxed);
         f.repeated_commands = engine.repeated.load(Ordering::Relaxed);
+        f.unreadable_commands = engine.unreadable.load(Ordering::Relaxed);
         f.workers = usage;
         Ok(f)
     }
@@ -482,6 +490,7 @@ fn figures(
         outcomes_failed: 0,
         commands: 0,
         repeated_commands: 0,
+        unreadable_commands: 0,
         progress: BenchStormProgress::default(),
         transitions: spans.len(),
         opened_after,
