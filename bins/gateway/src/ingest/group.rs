@@ -143,11 +143,13 @@ async fn collect(
         };
         let ctx = ctx.clone();
         let span = info_span!("ingest.group", events = group.len());
+        // Boxed, so the task is spawned without moving the whole state of
+        // the settlement (several KiB) from frame to frame.
         tokio::spawn(
-            async move {
+            Box::pin(async move {
                 answer(ctx, group).await;
                 drop(slot);
-            }
+            })
             .instrument(span),
         );
     }

@@ -39,7 +39,9 @@ pub(super) async fn spawn_settle(
     ctx: Context,
     items: Vec<(Tenant, Ready)>,
 ) -> Result<Vec<Fate>, Problem> {
-    let task = tokio::spawn(settle(ctx, items).instrument(tracing::Span::current()));
+    // Boxed: the settlement's state is some 13 KiB, which tokio would
+    // otherwise move on each step of spawning it.
+    let task = tokio::spawn(Box::pin(settle(ctx, items)).instrument(tracing::Span::current()));
     task.await.unwrap_or_else(|e| {
         error!(error = %e, "ingestion task failed");
         Err(Problem::internal("the event could not be processed"))
