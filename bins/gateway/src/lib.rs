@@ -167,8 +167,15 @@ async fn head_limits(State(state): State<AppState>, req: Request, next: Next) ->
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    if headers > http.max_header_bytes || req.headers().len() > server::MAX_HEADERS {
+    if headers > http.max_header_bytes {
         return Problem::headers_too_large(http.max_header_bytes)
+            .closing()
+            .into_response();
+    }
+    // The connection refuses more before hyper parses them; kept so the
+    // router holds the limit on its own too.
+    if req.headers().len() > server::MAX_HEADERS {
+        return Problem::too_many_headers(server::MAX_HEADERS)
             .closing()
             .into_response();
     }

@@ -38,6 +38,21 @@ async fn every_error_answer_is_a_problem() {
             ),
             413,
         ),
+        // 101 headers (Host and 100 more), and far more, each small.
+        (
+            format!(
+                "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                headers(100)
+            ),
+            431,
+        ),
+        (
+            format!(
+                "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                headers(2_000)
+            ),
+            431,
+        ),
     ];
     for (request, status) in cases {
         let mut conn = sys.raw(&request).await;
@@ -46,7 +61,21 @@ async fn every_error_answer_is_a_problem() {
             .unwrap_or_else(|| panic!("no answer for {status}"));
         assert_problem(&answer, status);
     }
+    // The most headers taken: Host and 99 more.
+    let mut conn = sys
+        .raw(&format!(
+            "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            headers(99)
+        ))
+        .await;
+    let answer = read_answer(&mut conn, WAIT).await.expect("an answer");
+    assert_eq!(answer.status, 200, "{answer:?}");
     sys.stop().await;
+}
+
+/// `n` small headers, each a line.
+fn headers(n: usize) -> String {
+    (0..n).map(|i| format!("X-H{i}: v\r\n")).collect()
 }
 
 #[tokio::test]

@@ -46,7 +46,6 @@ pub(super) async fn connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .max_buf_size(limits.read_buffer.max(limits.max_head + 8192))
-        .max_headers(MAX_PARSED_HEADERS)
         .keep_alive(true);
     let conn = builder.serve_connection(io, svc);
     tokio::pin!(conn);
@@ -80,7 +79,3 @@ pub(super) async fn connection(
         }
     }
 }
-
-/// Headers hyper parses in one request; the router answers 431 above
-/// `MAX_HEADERS` (hyper's own answer past this one would be bare).
-const MAX_PARSED_HEADERS: usize = 1024;

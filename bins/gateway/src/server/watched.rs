@@ -1,7 +1,8 @@
 //! The TCP stream under hyper: it tells the connection's [`Watch`] when
-//! bytes arrive, guards the size of request heads (answering one too large
-//! with a problem of its own, since hyper's answer would be bare), and
-//! lingers on close so that a client still sending reads the answer.
+//! bytes arrive, guards the size of request heads and the number of their
+//! header lines (answering one too large with a problem of its own, since
+//! hyper's answer would be bare), and lingers on close so that a client
+//! still sending reads the answer.
 
 use std::future::Future as _;
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use super::MAX_HEADERS;
 use super::watch::{Phase, Watch};
 use crate::Problem;
 
@@ -22,7 +24,8 @@ use crate::Problem;
 const LINGER: Duration = Duration::from_secs(2);
 
 /// A TCP stream that tells its [`Watch`] when bytes arrive, guards the
-/// size of request heads, and lingers on close.
+/// size of request heads and their number of headers, and lingers on
+/// close.
 pub(super) struct Watched {
     inner: TcpStream,
     watch: Arc<Watch>,
@@ -42,6 +45,9 @@ struct HeadScan {
     bytes: usize,
     /// The request line has ended (a LF was seen).
     line_done: bool,
+    /// Lines ended (LFs seen) before the empty line that ends the head:
+    /// the request line and the header lines so far.
+    lines: usize,
     /// The last four bytes, to find the CRLF CRLF that ends the head.
     tail: u32,
 }
@@ -57,9 +63,31 @@ impl HeadScan {
                 if self.tail == 0x0D0A_0D0A || self.tail & 0xFFFF == 0x0A0A {
                     return true;
                 }
+                self.lines += 1;
             }
         }
         false
+    }
+
+    /// Header lines ended so far (hyper counts each as one header).
+    fn headers(&self) -> usize {
+        self.lines.saturating_sub(1)
+    }
+
+    /// Why the head is refused, if it is: too large while it has not
+    /// ended, or more header lines than the router takes.
+    fn refusal(&self, max_head: usize, ended: bool) -> Option<Problem> {
+        if self.headers() > MAX_HEADERS {
+            Some(Problem::too_many_headers(MAX_HEADERS))
+        } else if self.bytes > max_head && !ended {
+            Some(if self.line_done {
+                Problem::headers_too_large(max_head)
+            } else {
+                Problem::uri_too_long(max_head)
+            })
+        } else {
+            None
+        }
     }
 }
 
@@ -75,15 +103,10 @@ impl Watched {
         }
     }
 
-    /// Writes the problem answer to a head that is too large. The socket's
+    /// Writes the problem answer to a head that is refused. The socket's
     /// send buffer is empty here (no answer is in progress for a request
     /// whose head is not in), so one non-blocking write carries it.
-    fn refuse(&mut self, scan: HeadScan) {
-        let problem = if scan.line_done {
-            Problem::headers_too_large(self.max_head)
-        } else {
-            Problem::uri_too_long(self.max_head)
-        };
+    fn refuse(&mut self, scan: HeadScan, problem: Problem) {
         let body = serde_json::to_string(&problem).unwrap_or_default();
         let answer = format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -92,9 +115,13 @@ impl Watched {
             body.len()
         );
         if let Err(e) = self.inner.try_write(answer.as_bytes()) {
-            debug!(error = %e, "could not answer a request head that is too large");
+            debug!(error = %e, "could not answer a refused request head");
         }
-        debug!(bytes = scan.bytes, "request head too large; closing");
+        debug!(
+            bytes = scan.bytes,
+            headers = scan.headers(),
+            "request head too large; closing"
+        );
         self.refused = Some(Box::pin(tokio::time::sleep(LINGER)));
     }
 
@@ -141,12 +168,12 @@ impl AsyncRead for Watched {
         this.watch.on_read();
         if let Some(mut scan) = this.head {
             let ended = scan.feed(&buf.filled()[before..]);
-            if scan.bytes > this.max_head && !ended {
+            if let Some(problem) = scan.refusal(this.max_head, ended) {
                 // hyper never sees this read: it reads the end of the stream
                 // once the refusal has been answered.
                 buf.set_filled(before);
                 this.head = None;
-                this.refuse(scan);
+                this.refuse(scan, problem);
                 return this.poll_refused(cx);
             }
             this.head = if ended { None } else { Some(scan) };
@@ -207,5 +234,48 @@ impl AsyncWrite for Watched {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(head: &str) -> (HeadScan, bool) {
+        let mut scan = HeadScan::default();
+        let ended = scan.feed(head.as_bytes());
+        (scan, ended)
+    }
+
+    fn headers(n: usize) -> String {
+        (0..n).map(|i| format!("X-H{i}: v\r\n")).collect()
+    }
+
+    #[test]
+    fn a_head_of_the_most_headers_the_router_takes_passes() {
+        let (s, ended) = scan(&format!("GET / HTTP/1.1\r\n{}\r\n", headers(MAX_HEADERS)));
+        assert!(ended);
+        assert_eq!(s.headers(), MAX_HEADERS);
+        assert!(s.refusal(16_384, ended).is_none());
+    }
+
+    #[test]
+    fn one_header_more_is_refused_as_too_many_before_the_head_ends() {
+        let (s, ended) = scan(&format!("GET / HTTP/1.1\r\n{}", headers(MAX_HEADERS + 1)));
+        assert!(!ended);
+        let p = s.refusal(1 << 20, ended).expect("refused");
+        assert_eq!(p.status, 431);
+        assert!(p.detail.contains("more than 100 headers"), "{}", p.detail);
+    }
+
+    #[test]
+    fn a_large_head_is_refused_by_its_size_as_before() {
+        let (s, ended) = scan(&format!("GET /{} HTTP/1.1", "a".repeat(100)));
+        assert_eq!(s.refusal(50, ended).expect("refused").status, 414);
+        let (s, ended) = scan(&format!("GET / HTTP/1.1\r\nX-Big: {}", "a".repeat(100)));
+        assert_eq!(s.refusal(50, ended).expect("refused").status, 431);
+        // Ended within the limit, or past it once ended: hyper judges it.
+        let (s, ended) = scan("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(s.refusal(16_384, ended).is_none());
     }
 }
