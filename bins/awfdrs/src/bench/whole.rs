@@ -277,7 +277,7 @@ async fn wait_done(
     let mut progress = (0_u64, tokio::time::Instant::now());
     loop {
         sample(running)?;
-        let stored = u64::try_from(probe.bench_tally(tenant).await?.events).unwrap_or(0);
+        let stored = u64::try_from(probe.bench_stored(tenant).await?).unwrap_or(0);
         let (incidents, done) = probe.bench_loop_done(tenant).await?;
         let (incidents, done) = (
             u64::try_from(incidents).unwrap_or(0),

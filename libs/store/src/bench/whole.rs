@@ -67,6 +67,21 @@ impl Store {
         .await?)
     }
 
+    /// How many events of `tenant` are stored: the one count of
+    /// [`Store::bench_tally`] that a wait polls, without its joins, so the
+    /// poll does not load the database it measures.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_stored(&self, tenant: Uuid) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE tenant_id = $1")
+                .bind(tenant)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Whether every incident of `tenant` has come to the end of the loop:
     /// `(incidents, done)`, done meaning a retry fired or every
     /// notification delivered (and at least one).
