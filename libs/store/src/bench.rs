@@ -126,6 +126,16 @@ impl Store {
         Ok(())
     }
 
+    /// Vacuums every table and refreshes its statistics, as autovacuum
+    /// would have by now on a database that grew over days.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_vacuum_analyze(&self) -> Result<(), StoreError> {
+        sqlx::query("VACUUM (ANALYZE)").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Creates the raw ceiling's table: no keys, no indexes, no triggers.
     ///
     /// # Errors

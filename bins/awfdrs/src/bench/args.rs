@@ -137,7 +137,7 @@ pub struct BenchArgs {
     /// Events written straight into PostgreSQL (`events` and
     /// `ingest_keys`) before the modes, of the bench's workflows and codes
     /// over four tenants of their own, with unique keys, received over the
-    /// last `--preload-days` days; then the database is analyzed, so the
+    /// last `--preload-days` days; then the database is vacuumed and analyzed, so the
     /// modes run against a grown database. 0 skips it.
     #[arg(long, default_value_t = 0)]
     pub preload: u64,

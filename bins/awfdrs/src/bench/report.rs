@@ -90,7 +90,7 @@ impl Printout {
     pub fn preload(&mut self, p: Preload, s: Storage) {
         if !self.json {
             println!(
-                "  preloaded  {} events in {:.1} s ({}/s; ANALYZE {:.1} s)",
+                "  preloaded  {} events in {:.1} s ({}/s; VACUUM ANALYZE {:.1} s)",
                 count(p.events),
                 p.seconds,
                 count(p.per_second.round() as u64),

@@ -42,6 +42,29 @@ pub struct BenchStorage {
 }
 
 impl Store {
+    /// Makes the partition of every day (UTC) from `from` to `to` that has
+    /// none.
+    ///
+    /// # Errors
+    /// On database failure.
+    pub async fn bench_make_day_partitions(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "SELECT events_make_partition(d::date)
+             FROM generate_series(($1 AT TIME ZONE 'UTC')::date, ($2 AT TIME ZONE 'UTC')::date,
+                                  interval '1 day') AS d
+             ORDER BY d",
+        )
+        .bind(from)
+        .bind(to)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Writes events `first .. first + n` of the shape, each with its
     /// `ingest_keys` row and counted in its vendor's minute (as the detector
     /// writes them for an event published to NATS), in one statement: keys `preload-<i>`, tenants in turn,
